@@ -1,0 +1,88 @@
+use super::pcap::{self, PcapDecoder};
+use super::pcapng::{self, PcapngDecoder};
+use super::{DecodeError, Record};
+use bytes::BytesMut;
+
+/// Decodes either classic pcap or pcapng, chosen by the first four bytes.
+#[derive(Debug, Default)]
+pub enum CaptureDecoder {
+    #[default]
+    Detect,
+    Pcap(PcapDecoder),
+    Pcapng(PcapngDecoder),
+}
+
+impl CaptureDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes consumed so far (the offset of the next record).
+    pub fn offset(&self) -> u64 {
+        match self {
+            CaptureDecoder::Detect => 0,
+            CaptureDecoder::Pcap(d) => d.offset(),
+            CaptureDecoder::Pcapng(d) => d.offset(),
+        }
+    }
+
+    /// Takes the next complete record off the front of `buf`, or returns `Ok(None)` when more
+    /// bytes are needed. After an error the decoder must not be used again.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+        match self {
+            CaptureDecoder::Pcap(d) => d.decode(buf),
+            CaptureDecoder::Pcapng(d) => d.decode(buf),
+            CaptureDecoder::Detect => {
+                if buf.len() < 4 {
+                    return Ok(None);
+                }
+                if pcapng::sniff(buf) {
+                    *self = CaptureDecoder::Pcapng(PcapngDecoder::new());
+                } else if pcap::sniff(buf) {
+                    *self = CaptureDecoder::Pcap(PcapDecoder::new());
+                } else {
+                    return Err(not_a_capture(buf));
+                }
+                self.decode(buf)
+            }
+        }
+    }
+
+    /// Called once the input has ended, with whatever was left unconsumed in `buf`: returns the
+    /// error that explains an empty or truncated input, if any.
+    pub fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
+        match self {
+            CaptureDecoder::Detect if buf.is_empty() => Err(DecodeError::new(
+                0,
+                "the input is empty: no capture data at all",
+            )),
+            CaptureDecoder::Detect => Err(not_a_capture(buf)),
+            _ if buf.is_empty() => Ok(()),
+            _ => Err(DecodeError::new(
+                self.offset(),
+                format!(
+                    "truncated: the input ends {} byte(s) into a block or record; the packets before it were kept",
+                    buf.len()
+                ),
+            )),
+        }
+    }
+}
+
+fn not_a_capture(head: &[u8]) -> DecodeError {
+    let shown: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hint = if head.starts_with(&[0x1f, 0x8b]) {
+        " (it looks gzip-compressed: decompress it first, e.g. with gunzip -k)"
+    } else if head.starts_with(b"tcpdump") || head.iter().take(64).all(|b| b.is_ascii()) {
+        " (it looks like text: was tool output mixed into the capture stream?)"
+    } else {
+        ""
+    };
+    DecodeError::new(
+        0,
+        format!(
+            "not a capture file: it starts with {} where a pcap magic (a1b2c3d4, a1b23c4d, either byte order) or a pcapng section header (0a0d0d0a) was expected{hint}",
+            shown.join(" ")
+        ),
+    )
+}

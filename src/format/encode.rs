@@ -1,0 +1,243 @@
+//! pcapng encoder: host byte order (dumpcap and Wireshark's pipe reader reject byte-swapped
+//! pcapng on a pipe), nanosecond timestamps on every interface.
+
+use super::pcapng::{BYTE_ORDER_MAGIC, EPB, IDB, ISB, NRB, SHB};
+use super::NameRecord;
+use std::io::{self, Write};
+
+/// Output buffer size: blocks are gathered and written in chunks of about this size.
+pub const WRITE_CHUNK: usize = 256 * 1024;
+
+const OPT_END: u16 = 0;
+const OPT_COMMENT_LIKE_NAME: u16 = 2; // if_name / epb_flags share code 2 in their blocks
+const IF_DESCRIPTION: u16 = 3;
+const IF_TSRESOL: u16 = 9;
+const IF_FCSLEN: u16 = 13;
+const SHB_USERAPPL: u16 = 4;
+const ISB_STARTTIME: u16 = 2;
+const ISB_ENDTIME: u16 = 3;
+const ISB_IFRECV: u16 = 4;
+const ISB_IFDROP: u16 = 5;
+
+/// What an output interface looks like in its IDB.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceDescription {
+    pub link_type: u16,
+    pub snap_len: u32,
+    pub name: String,
+    pub description: Option<String>,
+    pub fcs_len: Option<u8>,
+}
+
+/// Statistics written in an interface's ISB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceTotals {
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub received: u64,
+    pub dropped: Option<u64>,
+}
+
+pub struct PcapngWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    written: u64,
+}
+
+fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+impl<W: Write> PcapngWriter<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024),
+            written: 0,
+        }
+    }
+
+    /// Bytes handed to the underlying writer plus those still buffered.
+    pub fn position(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_ne_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_ne_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_ne_bytes());
+    }
+    fn ts(&mut self, ns: u64) {
+        self.u32((ns >> 32) as u32);
+        self.u32(ns as u32);
+    }
+    fn pad(&mut self, len: usize) {
+        self.buf.resize(self.buf.len() + pad4(len) - len, 0);
+    }
+    fn option(&mut self, code: u16, value: &[u8]) {
+        let len = value.len().min(u16::MAX as usize & !3);
+        self.u16(code);
+        self.u16(len as u16);
+        self.buf.extend_from_slice(&value[..len]);
+        self.pad(len);
+    }
+    /// Starts a block; returns its start so `end_block` can fill in the length.
+    fn begin(&mut self, block_type: u32) -> usize {
+        let start = self.buf.len();
+        self.u32(block_type);
+        self.u32(0);
+        start
+    }
+    fn end_block(&mut self, start: usize) -> io::Result<()> {
+        let len = (self.buf.len() - start + 4) as u32;
+        self.u32(len);
+        self.buf[start + 4..start + 8].copy_from_slice(&len.to_ne_bytes());
+        self.maybe_flush()
+    }
+    fn end_options(&mut self) {
+        self.u16(OPT_END);
+        self.u16(0);
+    }
+
+    #[inline]
+    fn maybe_flush(&mut self) -> io::Result<()> {
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes out everything buffered and flushes the underlying writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()?;
+        self.out.flush()
+    }
+
+    /// Section Header Block with `shb_userappl`.
+    pub fn section_header(&mut self, user_appl: &str) -> io::Result<()> {
+        let start = self.begin(SHB);
+        self.u32(BYTE_ORDER_MAGIC);
+        self.u16(1);
+        self.u16(0);
+        self.u64(u64::MAX); // section length unknown
+        self.option(SHB_USERAPPL, user_appl.as_bytes());
+        self.end_options();
+        self.end_block(start)
+    }
+
+    /// Interface Description Block with `if_name`, `if_description`, `if_tsresol` = 9.
+    pub fn interface(&mut self, d: &InterfaceDescription) -> io::Result<()> {
+        let start = self.begin(IDB);
+        self.u16(d.link_type);
+        self.u16(0);
+        self.u32(d.snap_len);
+        self.option(OPT_COMMENT_LIKE_NAME, d.name.as_bytes());
+        if let Some(desc) = &d.description {
+            self.option(IF_DESCRIPTION, desc.as_bytes());
+        }
+        self.option(IF_TSRESOL, &[9]);
+        if let Some(fcs) = d.fcs_len {
+            self.option(IF_FCSLEN, &[fcs]);
+        }
+        self.end_options();
+        self.end_block(start)
+    }
+
+    /// Enhanced Packet Block; `epb_flags` written when given.
+    #[inline]
+    pub fn packet(
+        &mut self,
+        iface: u32,
+        ts_ns: u64,
+        orig_len: u32,
+        data: &[u8],
+        flags: Option<u32>,
+    ) -> io::Result<()> {
+        let cap = data.len();
+        let padded = pad4(cap);
+        let opts = if flags.is_some() { 12 } else { 0 };
+        let total = (32 + padded + opts) as u32;
+        let mut hdr = [0u8; 28];
+        hdr[0..4].copy_from_slice(&EPB.to_ne_bytes());
+        hdr[4..8].copy_from_slice(&total.to_ne_bytes());
+        hdr[8..12].copy_from_slice(&iface.to_ne_bytes());
+        hdr[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_ne_bytes());
+        hdr[16..20].copy_from_slice(&(ts_ns as u32).to_ne_bytes());
+        hdr[20..24].copy_from_slice(&(cap as u32).to_ne_bytes());
+        hdr[24..28].copy_from_slice(&orig_len.to_ne_bytes());
+        self.buf.reserve(total as usize);
+        self.buf.extend_from_slice(&hdr);
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(&[0u8; 3][..padded - cap]);
+        if let Some(f) = flags {
+            self.option(2, &f.to_ne_bytes());
+            self.end_options();
+        }
+        self.u32(total);
+        self.maybe_flush()
+    }
+
+    /// Name Resolution Block carrying the given records.
+    pub fn names(&mut self, records: &[NameRecord]) -> io::Result<()> {
+        let start = self.begin(NRB);
+        for r in records {
+            let len = r.value.len().min(u16::MAX as usize & !3);
+            self.u16(r.kind);
+            self.u16(len as u16);
+            self.buf.extend_from_slice(&r.value[..len]);
+            self.pad(len);
+        }
+        self.end_options(); // nrb_record_end has the same shape as opt_endofopt
+        self.end_block(start)
+    }
+
+    /// Interface Statistics Block: start/end time, packets received, dropped if known.
+    pub fn statistics(&mut self, iface: u32, now_ns: u64, t: &InterfaceTotals) -> io::Result<()> {
+        let start = self.begin(ISB);
+        self.u32(iface);
+        self.ts(now_ns);
+        if let Some(first) = t.first_ns {
+            self.option(ISB_STARTTIME, &split_ts(first));
+        }
+        if let Some(last) = t.last_ns {
+            self.option(ISB_ENDTIME, &split_ts(last));
+        }
+        self.option(ISB_IFRECV, &t.received.to_ne_bytes());
+        if let Some(d) = t.dropped {
+            self.option(ISB_IFDROP, &d.to_ne_bytes());
+        }
+        self.end_options();
+        self.end_block(start)
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// A timestamp as pcapng stores it in options: high 32 bits, then low 32 bits.
+fn split_ts(ns: u64) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&((ns >> 32) as u32).to_ne_bytes());
+    b[4..].copy_from_slice(&(ns as u32).to_ne_bytes());
+    b
+}

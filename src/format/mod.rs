@@ -1,0 +1,143 @@
+//! Capture formats: the records every decoder yields, incremental decoders for classic pcap
+//! and pcapng, and the pcapng encoder.
+//!
+//! Decoders work like tokio-util codecs: [`CaptureDecoder::decode`] is handed the bytes read so
+//! far in a [`BytesMut`], takes one complete record off its front (packet payloads are
+//! zero-copy [`Bytes`] slices of that buffer) or returns `Ok(None)` when it needs more bytes.
+//! They never allocate what a header claims: a block is only returned once all of its bytes
+//! have arrived, and no block may claim more than [`MAX_BLOCK_LEN`].
+
+mod detect;
+pub mod encode;
+pub mod pcap;
+pub mod pcapng;
+
+pub use detect::CaptureDecoder;
+
+use bytes::Bytes;
+use std::fmt;
+
+/// The largest block or record we accept (16 MiB). Real captures stay far below it
+/// (tcpdump's largest snaplen is 256 KiB); anything claiming more is corrupt.
+pub const MAX_BLOCK_LEN: usize = 16 * 1024 * 1024;
+
+/// One captured packet as read from an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Index of the interface within the input's current section (0 for classic pcap).
+    pub iface: u32,
+    /// Nanoseconds since the Unix epoch, with the interface's resolution and offset applied.
+    /// `None` for pcapng Simple Packet Blocks, which carry no timestamp.
+    pub ts: Option<u64>,
+    /// Length of the packet on the wire.
+    pub orig_len: u32,
+    /// The captured bytes (may be shorter than `orig_len`).
+    pub data: Bytes,
+    /// pcapng `epb_flags` / `pack_flags` (direction, reception type, FCS length), if present.
+    pub flags: Option<u32>,
+}
+
+/// An interface described by an input (a pcapng IDB, or a classic pcap file header).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub link_type: u16,
+    pub snap_len: u32,
+    /// `if_name`, when the input gave one.
+    pub name: Option<String>,
+    /// `if_description`, when the input gave one.
+    pub description: Option<String>,
+    /// `if_fcslen`, or the FCS length from a classic pcap header.
+    pub fcs_len: Option<u8>,
+}
+
+/// One entry of a pcapng Name Resolution Block, kept as it was (the value is byte-order
+/// independent: an address followed by NUL-terminated names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameRecord {
+    /// 1 = IPv4, 2 = IPv6, 3 = EUI-48, 4 = EUI-64; others are passed through as they are.
+    pub kind: u16,
+    pub value: Bytes,
+}
+
+/// Counters from a pcapng Interface Statistics Block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub iface: u32,
+    /// `isb_ifrecv`
+    pub received: Option<u64>,
+    /// `isb_ifdrop`
+    pub dropped: Option<u64>,
+}
+
+/// What a decoder yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A new section begins (pcapng SHB, or the classic pcap file header): the interfaces of
+    /// the previous section are gone.
+    Section { big_endian: bool },
+    /// A new interface; its index is the number of interfaces seen before it in the section.
+    Interface(Interface),
+    Packet(Packet),
+    Names(Vec<NameRecord>),
+    Stats(InterfaceStats),
+}
+
+/// A decoding error: where in the input it happened and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Byte offset from the start of the input of the block or record at fault.
+    pub offset: u64,
+    pub message: String,
+}
+
+impl DecodeError {
+    pub fn new(offset: u64, message: impl Into<String>) -> Self {
+        Self {
+            offset,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte offset {}: {}", self.offset, self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Little helpers to read integers in a section's byte order. Callers check lengths first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    #[inline]
+    pub(crate) fn u16(self, b: &[u8], at: usize) -> u16 {
+        let a = [b[at], b[at + 1]];
+        match self {
+            Endian::Little => u16::from_le_bytes(a),
+            Endian::Big => u16::from_be_bytes(a),
+        }
+    }
+    #[inline]
+    pub(crate) fn u32(self, b: &[u8], at: usize) -> u32 {
+        let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        match self {
+            Endian::Little => u32::from_le_bytes(a),
+            Endian::Big => u32::from_be_bytes(a),
+        }
+    }
+    #[inline]
+    pub(crate) fn u64(self, b: &[u8], at: usize) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        match self {
+            Endian::Little => u64::from_le_bytes(a),
+            Endian::Big => u64::from_be_bytes(a),
+        }
+    }
+}

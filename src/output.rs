@@ -1,0 +1,193 @@
+//! The output stage: maps every (source, source interface) to its own output interface, names
+//! it, and writes merged records as pcapng. Ends with one ISB per output interface.
+
+use crate::format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
+use crate::format::{Interface, Record};
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How a source's interfaces are named in the output.
+#[derive(Clone, Debug)]
+pub struct SourceLabel {
+    /// Prefix of every interface name of this source (a file stem, a pod name…).
+    pub name: String,
+    /// Where the source comes from, for `if_description` (a path, a command, a pod…).
+    pub origin: String,
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    /// Output interface id of each interface of the current section.
+    ifaces: Vec<u32>,
+    sections: u32,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Totals of one output interface.
+#[derive(Clone, Debug)]
+pub struct OutputInterface {
+    pub source: usize,
+    pub description: InterfaceDescription,
+    pub totals: InterfaceTotals,
+}
+
+pub struct Output<W: Write> {
+    writer: PcapngWriter<W>,
+    labels: Vec<SourceLabel>,
+    sources: Vec<SourceState>,
+    interfaces: Vec<OutputInterface>,
+    names_used: HashSet<String>,
+}
+
+/// The application name written in the SHB.
+pub fn user_appl() -> String {
+    format!("podcap-merge {}", env!("CARGO_PKG_VERSION"))
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl<W: Write> Output<W> {
+    /// Starts the output with its Section Header Block.
+    pub fn new(out: W) -> io::Result<Self> {
+        let mut writer = PcapngWriter::new(out);
+        writer.section_header(&user_appl())?;
+        Ok(Self {
+            writer,
+            labels: Vec::new(),
+            sources: Vec::new(),
+            interfaces: Vec::new(),
+            names_used: HashSet::new(),
+        })
+    }
+
+    /// Registers a source; sources are numbered in the order they are added.
+    pub fn add_source(&mut self, label: SourceLabel) -> usize {
+        self.labels.push(label);
+        self.sources.push(SourceState::default());
+        self.sources.len() - 1
+    }
+
+    pub fn interfaces(&self) -> &[OutputInterface] {
+        &self.interfaces
+    }
+
+    /// Packets and captured bytes written for `src`.
+    pub fn source_totals(&self, src: usize) -> (u64, u64) {
+        let s = &self.sources[src];
+        (s.packets, s.bytes)
+    }
+
+    fn unique_name(&mut self, base: String) -> String {
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.names_used.insert(name.clone()) {
+            name = format!("{base}#{n}");
+            n += 1;
+        }
+        name
+    }
+
+    fn new_interface(&mut self, src: usize, iface: Interface) -> io::Result<()> {
+        let state = &self.sources[src];
+        let index = state.ifaces.len();
+        let section = state.sections;
+        let label = &self.labels[src];
+        let base = match &iface.name {
+            Some(n) if !n.is_empty() => format!("{}/{}", label.name, n),
+            _ if iface.description.is_none() && index == 0 && section <= 1 => label.name.clone(),
+            _ => format!("{}/if{}", label.name, index),
+        };
+        let mut description = format!("{} interface {}", label.origin, index);
+        if section > 1 {
+            description.push_str(&format!(" of section {section}"));
+        }
+        if let Some(d) = &iface.description {
+            description.push_str(": ");
+            description.push_str(d);
+        }
+        let name = self.unique_name(base);
+        let desc = InterfaceDescription {
+            link_type: iface.link_type,
+            snap_len: iface.snap_len,
+            name,
+            description: Some(description),
+            fcs_len: iface.fcs_len,
+        };
+        self.writer.interface(&desc)?;
+        let id = self.interfaces.len() as u32;
+        self.interfaces.push(OutputInterface {
+            source: src,
+            description: desc,
+            totals: InterfaceTotals::default(),
+        });
+        self.sources[src].ifaces.push(id);
+        Ok(())
+    }
+
+    /// Writes one record from source `src`.
+    #[inline]
+    pub fn write(&mut self, src: usize, rec: Record) -> io::Result<()> {
+        match rec {
+            Record::Packet(p) => {
+                let state = &mut self.sources[src];
+                // Decoders only yield packets of interfaces they announced.
+                let Some(&id) = state.ifaces.get(p.iface as usize) else {
+                    return Ok(());
+                };
+                state.packets += 1;
+                state.bytes += p.data.len() as u64;
+                let ts = p.ts.unwrap_or(0);
+                let t = &mut self.interfaces[id as usize].totals;
+                t.received += 1;
+                t.first_ns = Some(t.first_ns.map_or(ts, |f| f.min(ts)));
+                t.last_ns = Some(t.last_ns.map_or(ts, |l| l.max(ts)));
+                self.writer.packet(id, ts, p.orig_len, &p.data, p.flags)
+            }
+            Record::Interface(iface) => self.new_interface(src, iface),
+            Record::Section { .. } => {
+                let s = &mut self.sources[src];
+                s.ifaces.clear();
+                s.sections += 1;
+                Ok(())
+            }
+            Record::Names(names) => self.writer.names(&names),
+            Record::Stats(st) => {
+                if let Some(&id) = self.sources[src].ifaces.get(st.iface as usize) {
+                    if st.dropped.is_some() {
+                        self.interfaces[id as usize].totals.dropped = st.dropped;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds drops reported outside the capture stream (e.g. tcpdump's stderr) to every
+    /// interface of `src`'s current section.
+    pub fn set_dropped(&mut self, src: usize, dropped: u64) {
+        for &id in &self.sources[src].ifaces {
+            self.interfaces[id as usize].totals.dropped = Some(dropped);
+        }
+    }
+
+    /// Writes one ISB per interface and flushes; returns the underlying writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        let now = now_ns();
+        for (id, i) in self.interfaces.iter().enumerate() {
+            self.writer.statistics(id as u32, now, &i.totals)?;
+        }
+        self.writer.into_inner()
+    }
+
+    /// Flushes what is buffered to the underlying writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
