@@ -1,0 +1,10 @@
+//! Classic pcap decoder, fed incrementally. See `common/mod.rs` for the input layout and the
+//! properties checked.
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use podcap_merge::format::pcap::PcapDecoder;
+
+fuzz_target!(|data: &[u8]| common::fuzz(data, PcapDecoder::new));
