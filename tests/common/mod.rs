@@ -390,3 +390,87 @@ pub fn decode_file(path: &Path, chunk: usize) -> Vec<(Option<u64>, u32, u32, u32
     out
 }
 
+
+/// Two network namespaces joined by a veth pair (`<a>-v` 10.X.Y.1 ↔ `<b>-v` 10.X.Y.2), removed on
+/// drop. Needs root (CI runs as root).
+pub struct NetPair {
+    pub a: String,
+    pub b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed (these tests need root and iproute2): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetPair {
+    pub fn new(tag: &str) -> Self {
+        let id = std::process::id() % 10000;
+        let a = format!("pcm{id}{tag}a");
+        let b = format!("pcm{id}{tag}b");
+        let net = (id as usize * 7 + tag.len() * 31 + tag.bytes().map(|c| c as usize).sum::<usize>()) % 250;
+        let ip_a = format!("10.213.{net}.1");
+        let ip_b = format!("10.213.{net}.2");
+        let _ = Command::new("ip").args(["netns", "del", &a]).output();
+        let _ = Command::new("ip").args(["netns", "del", &b]).output();
+        sh(&format!("ip netns add {a} && ip netns add {b}"));
+        sh(&format!(
+            "ip link add {a}-v netns {a} type veth peer name {b}-v netns {b} && \
+             ip -n {a} addr add {ip_a}/24 dev {a}-v && ip -n {b} addr add {ip_b}/24 dev {b}-v && \
+             ip -n {a} link set {a}-v up && ip -n {b} link set {b}-v up && \
+             ip -n {a} link set lo up && ip -n {b} link set lo up"
+        ));
+        NetPair { a, b, ip_a, ip_b }
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args);
+        c
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
+    }
+}
+
+/// Starts a capture tool with stderr piped, and waits until it says it is listening.
+pub fn start_capture(mut cmd: Command, ready_word: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn capture");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{cmd:?} ended before it was ready"))
+            .unwrap();
+        if line.contains(ready_word) {
+            break;
+        }
+    }
+    // keep draining so the tool never blocks on stderr
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+/// Stops a capture with SIGINT and waits for it.
+pub fn stop_capture(mut child: std::process::Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success() || status.code().is_some(), "{status}");
+}
