@@ -60,12 +60,11 @@ fn run_merge(write: PathBuf, names: Vec<String>, files: Vec<PathBuf>) -> Result<
         Box::new(stdout_file().map_err(|e| format!("cannot use standard output: {e}"))?)
     } else {
         Box::new(
-            File::create(&write)
-                .map_err(|e| format!("cannot create {}: {e}", write.display()))?,
+            File::create(&write).map_err(|e| format!("cannot create {}: {e}", write.display()))?,
         )
     };
-    let report = merge_files(&inputs, out)
-        .map_err(|e| format!("writing the output failed: {e}"))?;
+    let report =
+        merge_files(&inputs, out).map_err(|e| format!("writing the output failed: {e}"))?;
     eprint!("{}", report.summary());
     Ok(report.errors() == 0)
 }

@@ -104,7 +104,7 @@ impl Merger {
     }
 
     /// The next step under the exact (offline) rule.
-    pub fn next(&mut self) -> Next {
+    pub fn step(&mut self) -> Next {
         if let Some(src) = self.timeless.pop_front() {
             if let Some(rec) = self.take_head(src) {
                 return Next::Record(src, rec);
@@ -154,7 +154,7 @@ mod tests {
     fn drain(m: &mut Merger) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
         loop {
-            match m.next() {
+            match m.step() {
                 Next::Record(s, Record::Packet(p)) => out.push((s, p.ts.unwrap())),
                 Next::Record(..) => {}
                 Next::NeedInput(s) => panic!("source {s} starves"),
@@ -169,15 +169,15 @@ mod tests {
         let a = m.add_source();
         let b = m.add_source();
         m.push(a, pkt(5));
-        assert_eq!(m.next(), Next::NeedInput(b));
+        assert_eq!(m.step(), Next::NeedInput(b));
         m.push(b, pkt(3));
-        assert!(matches!(m.next(), Next::Record(1, _)));
-        assert_eq!(m.next(), Next::NeedInput(b));
+        assert!(matches!(m.step(), Next::Record(1, _)));
+        assert_eq!(m.step(), Next::NeedInput(b));
         m.close(b);
-        assert!(matches!(m.next(), Next::Record(0, _)));
-        assert_eq!(m.next(), Next::NeedInput(a));
+        assert!(matches!(m.step(), Next::Record(0, _)));
+        assert_eq!(m.step(), Next::NeedInput(a));
         m.close(a);
-        assert_eq!(m.next(), Next::Done);
+        assert_eq!(m.step(), Next::Done);
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub fn merge_files<W: Write>(inputs: &[Input], out: W) -> io::Result<Report> {
     }
     let result = (|| -> io::Result<()> {
         loop {
-            match merger.next() {
+            match merger.step() {
                 Next::Record(src, rec) => output.write(src, rec)?,
                 Next::NeedInput(src) => match receivers[src].recv() {
                     Ok(SourceEvent::Records(batch)) => {
@@ -170,7 +170,7 @@ pub fn merge_files<W: Write>(inputs: &[Input], out: W) -> io::Result<Report> {
                     }
                     Ok(SourceEvent::Failed(e)) => {
                         eprintln!(
-                            "podcap-merge: {}: {e}; the packets before it are kept, the other inputs go on",
+                            "podcap-merge: {}: {e}; the rest of this input is skipped, the other inputs go on",
                             report.inputs[src].input
                         );
                         report.inputs[src].error = Some(e);

@@ -30,7 +30,11 @@ fn decoder_agrees_with_tshark_on_every_conformance_file() {
     let Some(files) = conformance_files() else {
         return;
     };
-    assert!(files.len() >= 48, "expected the whole suite, found {}", files.len());
+    assert!(
+        files.len() >= 48,
+        "expected the whole suite, found {}",
+        files.len()
+    );
     let mut packets = 0;
     for f in &files {
         let theirs: Vec<_> = tshark_packets(f)
@@ -56,13 +60,29 @@ fn merged_conformance_files_are_read_back_identically() {
     let dir = tmpdir();
     for f in &files {
         let out = dir.path().join("out.pcapng");
-        let res = bin().arg("merge").arg("-w").arg(&out).arg(f).output().unwrap();
-        assert!(res.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&res.stderr));
+        let res = bin()
+            .arg("merge")
+            .arg("-w")
+            .arg(&out)
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            res.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&res.stderr)
+        );
         let theirs = tshark_packets(f);
         let ours = tshark_packets(&out);
         assert_eq!(ours.len(), theirs.len(), "{}", f.display());
         for (o, t) in ours.iter().zip(&theirs) {
-            assert_eq!((o.len, o.cap_len, &o.bytes), (t.len, t.cap_len, &t.bytes), "{}", f.display());
+            assert_eq!(
+                (o.len, o.cap_len, &o.bytes),
+                (t.len, t.cap_len, &t.bytes),
+                "{}",
+                f.display()
+            );
             if t.ts.is_some() {
                 assert_eq!(o.ts, t.ts, "{}", f.display());
             }

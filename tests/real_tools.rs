@@ -10,7 +10,10 @@ use std::time::Duration;
 fn make_traffic(net: &NetPair) {
     // different sizes, both directions, and loopback traffic inside namespace a
     for size in ["56", "1400", "700"] {
-        run_ok(&mut net.exec(&net.a, &["ping", "-c", "8", "-i", "0.01", "-s", size, &net.ip_b]));
+        run_ok(&mut net.exec(
+            &net.a,
+            &["ping", "-c", "8", "-i", "0.01", "-s", size, &net.ip_b],
+        ));
     }
     run_ok(&mut net.exec(&net.b, &["ping", "-c", "5", "-i", "0.01", &net.ip_a]));
     run_ok(&mut net.exec(&net.a, &["ping", "-c", "5", "-i", "0.01", "127.0.0.1"]));
@@ -29,7 +32,15 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
     caps.push(start_capture(c, "listening on"));
     let mut c = net.exec(
         &net.b,
-        &["tcpdump", "-n", "-U", "-i", "any", "--time-stamp-precision=nano", "-w"],
+        &[
+            "tcpdump",
+            "-n",
+            "-U",
+            "-i",
+            "any",
+            "--time-stamp-precision=nano",
+            "-w",
+        ],
     );
     c.arg(p("b_ns.pcap"));
     caps.push(start_capture(c, "listening on"));
@@ -45,14 +56,33 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
 
     let inputs = [p("a_us.pcap"), p("b_ns.pcap"), p("c.pcapng")];
     let ours = p("ours.pcapng");
-    let res = bin().arg("merge").arg("-w").arg(&ours).args(&inputs).output().unwrap();
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let res = bin()
+        .arg("merge")
+        .arg("-w")
+        .arg(&ours)
+        .args(&inputs)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let theirs = p("mergecap.pcapng");
-    run_ok(tool("mergecap").args(["-I", "none", "-w"]).arg(&theirs).args(&inputs));
+    run_ok(
+        tool("mergecap")
+            .args(["-I", "none", "-w"])
+            .arg(&theirs)
+            .args(&inputs),
+    );
 
     let ours_pk = tshark_packets(&ours);
     let theirs_pk = tshark_packets(&theirs);
-    assert!(theirs_pk.len() > 60, "only {} packets captured", theirs_pk.len());
+    assert!(
+        theirs_pk.len() > 60,
+        "only {} packets captured",
+        theirs_pk.len()
+    );
     assert_eq!(ours_pk.len(), theirs_pk.len());
     // mergecap -I none numbers interfaces input by input, as we do
     let expected_name = |id: u32| match id {
@@ -76,7 +106,10 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
     assert_eq!(per_name.len(), 4, "{per_name:?}");
     capinfos_clean(&ours);
     let info = capinfos_clean(&ours);
-    assert!(info.contains("Linux cooked-mode capture v2"), "-i any keeps LINUX_SLL2: {info}");
+    assert!(
+        info.contains("Linux cooked-mode capture v2"),
+        "-i any keeps LINUX_SLL2: {info}"
+    );
 
     // the same through stdin and --name
     let file = std::fs::File::open(&inputs[0]).unwrap();
@@ -86,13 +119,22 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
         .stdin(file)
         .output()
         .unwrap();
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let piped = p("piped.pcapng");
     std::fs::write(&piped, &res.stdout).unwrap();
-    let names: std::collections::BTreeSet<String> =
-        tshark_packets(&piped).into_iter().map(|p| p.iface_name).collect();
+    let names: std::collections::BTreeSet<String> = tshark_packets(&piped)
+        .into_iter()
+        .map(|p| p.iface_name)
+        .collect();
     assert_eq!(
         names,
-        ["from-stdin", "b_ns"].iter().map(|s| s.to_string()).collect()
+        ["from-stdin", "b_ns"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
 }

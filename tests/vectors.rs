@@ -22,12 +22,27 @@ fn vectors(dir: &std::path::Path) -> Vec<PathBuf> {
             .idb(1, 0, "eth0", Some(0x80 | 20), None)
             .nrb_v4([10, 0, 0, 1], "client.test")
             .custom()
-            .epb(0, (1_700_000_000u64 << 20) | 0x8_0000, &frame(60, 1), 60, Some(1))
+            .epb(
+                0,
+                (1_700_000_000u64 << 20) | 0x8_0000,
+                &frame(60, 1),
+                60,
+                Some(1),
+            )
             .pb(0, (1_700_000_000u64 << 20) | 0xC_0000, &frame(100, 2))
             .spb(&frame(80, 3))
-            .epb(0, (1_700_000_001u64 << 20) | 1, &frame(1514, 4)[..96], 1514, Some(2))
+            .epb(
+                0,
+                (1_700_000_001u64 << 20) | 1,
+                &frame(1514, 4)[..96],
+                1514,
+                Some(2),
+            )
             .isb(0, 7);
-        put(&format!("base2-{}.pcapng", if be { "be" } else { "le" }), ng.out);
+        put(
+            &format!("base2-{}.pcapng", if be { "be" } else { "le" }),
+            ng.out,
+        );
 
         // picoseconds (only with an offset: 2^64 ps is 213 days) and a second interface
         let mut ng = Ng::new(be);
@@ -35,13 +50,24 @@ fn vectors(dir: &std::path::Path) -> Vec<PathBuf> {
             .idb(1, 262144, "ps0", Some(12), Some(1_700_000_000))
             .idb(101, 65535, "", Some(9), None)
             .epb(0, 12_345_678_901, &frame(70, 5), 70, None)
-            .epb(1, 1_700_001_000_000_000_001, &frame(200, 6)[14..], 186, None);
-        put(&format!("pico-{}.pcapng", if be { "be" } else { "le" }), ng.out);
+            .epb(
+                1,
+                1_700_001_000_000_000_001,
+                &frame(200, 6)[14..],
+                186,
+                None,
+            );
+        put(
+            &format!("pico-{}.pcapng", if be { "be" } else { "le" }),
+            ng.out,
+        );
     }
     // several sections of different byte orders in one file
     let mut multi = Vec::new();
     let mut a = Ng::new(false);
-    a.shb().idb(1, 0, "lo", Some(3), None).epb(0, 1_700_000_002_000, &frame(64, 7), 64, None);
+    a.shb()
+        .idb(1, 0, "lo", Some(3), None)
+        .epb(0, 1_700_000_002_000, &frame(64, 7), 64, None);
     multi.extend(a.out);
     let mut b = Ng::new(true);
     b.shb()
@@ -56,11 +82,20 @@ fn vectors(dir: &std::path::Path) -> Vec<PathBuf> {
         let frac = |n: u32| if nanos { n * 1000 + 7 } else { n };
         let recs = vec![
             (1_700_000_000, frac(10), frame(60, 10), 60),
-            (1_700_000_000, frac(20), frame(1514, 11)[..128].to_vec(), 1514),
+            (
+                1_700_000_000,
+                frac(20),
+                frame(1514, 11)[..128].to_vec(),
+                1514,
+            ),
             (1_700_000_004, frac(999_999), frame(300, 12), 300),
         ];
         put(
-            &format!("classic-{}-{}.pcap", if be { "be" } else { "le" }, if nanos { "ns" } else { "us" }),
+            &format!(
+                "classic-{}-{}.pcap",
+                if be { "be" } else { "le" },
+                if nanos { "ns" } else { "us" }
+            ),
             pcap_file(be, nanos, 1, &recs),
         );
     }
@@ -77,7 +112,12 @@ fn decoder_agrees_with_tshark_on_our_vectors() {
             .collect();
         assert!(!theirs.is_empty(), "{}", f.display());
         for chunk in [1 << 20, 1, 5] {
-            assert_eq!(decode_file(&f, chunk), theirs, "{} in chunks of {chunk}", f.display());
+            assert_eq!(
+                decode_file(&f, chunk),
+                theirs,
+                "{} in chunks of {chunk}",
+                f.display()
+            );
         }
     }
 }
@@ -87,8 +127,18 @@ fn merging_all_vectors_keeps_every_packet_on_its_named_interface() {
     let dir = tmpdir();
     let files = vectors(dir.path());
     let out = dir.path().join("merged.pcapng");
-    let res = bin().arg("merge").arg("-w").arg(&out).args(&files).output().unwrap();
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let res = bin()
+        .arg("merge")
+        .arg("-w")
+        .arg(&out)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let merged = tshark_packets(&out);
     let mut expected = Vec::new();
     for f in &files {
@@ -110,17 +160,28 @@ fn merging_all_vectors_keeps_every_packet_on_its_named_interface() {
     // sorted (SPB inherit their predecessor's time)
     let ts: Vec<u64> = merged.iter().map(|m| m.ts.unwrap()).collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
-    let names: std::collections::BTreeSet<_> = merged.iter().map(|m| m.iface_name.as_str()).collect();
-    for n in ["base2-le/eth0", "base2-be/eth0", "pico-le/ps0", "pico-be/if1", "multi-section/lo", "multi-section/eth1", "classic-be-ns"] {
+    let names: std::collections::BTreeSet<_> =
+        merged.iter().map(|m| m.iface_name.as_str()).collect();
+    for n in [
+        "base2-le/eth0",
+        "base2-be/eth0",
+        "pico-le/ps0",
+        "pico-be/if1",
+        "multi-section/lo",
+        "multi-section/eth1",
+        "classic-be-ns",
+    ] {
         assert!(names.contains(n), "{n} missing from {names:?}");
     }
     // the input's NRB is passed through: tshark resolves 10.0.0.1 with -N n
-    let hosts = run_ok(
-        tool("tshark")
-            .arg("-r")
-            .arg(&out)
-            .args(["-N", "n", "-T", "fields", "-e", "ip.src_host"]),
-    );
+    let hosts = run_ok(tool("tshark").arg("-r").arg(&out).args([
+        "-N",
+        "n",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src_host",
+    ]));
     assert!(String::from_utf8_lossy(&hosts.stdout).contains("client.test"));
     let info = capinfos_clean(&out);
     assert!(info.contains("Capture application: podcap-merge"), "{info}");

@@ -9,7 +9,8 @@ use std::io::{self, Write};
 pub const WRITE_CHUNK: usize = 256 * 1024;
 
 const OPT_END: u16 = 0;
-const OPT_COMMENT_LIKE_NAME: u16 = 2; // if_name / epb_flags share code 2 in their blocks
+const IF_NAME: u16 = 2;
+const EPB_FLAGS: u16 = 2;
 const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const IF_FCSLEN: u16 = 13;
@@ -148,7 +149,7 @@ impl<W: Write> PcapngWriter<W> {
         self.u16(d.link_type);
         self.u16(0);
         self.u32(d.snap_len);
-        self.option(OPT_COMMENT_LIKE_NAME, d.name.as_bytes());
+        self.option(IF_NAME, d.name.as_bytes());
         if let Some(desc) = &d.description {
             self.option(IF_DESCRIPTION, desc.as_bytes());
         }
@@ -187,7 +188,7 @@ impl<W: Write> PcapngWriter<W> {
         self.buf.extend_from_slice(data);
         self.buf.extend_from_slice(&[0u8; 3][..padded - cap]);
         if let Some(f) = flags {
-            self.option(2, &f.to_ne_bytes());
+            self.option(EPB_FLAGS, &f.to_ne_bytes());
             self.end_options();
         }
         self.u32(total);

@@ -74,7 +74,9 @@ pub struct InterfaceStats {
 pub enum Record {
     /// A new section begins (pcapng SHB, or the classic pcap file header): the interfaces of
     /// the previous section are gone.
-    Section { big_endian: bool },
+    Section {
+        big_endian: bool,
+    },
     /// A new interface; its index is the number of interfaces seen before it in the section.
     Interface(Interface),
     Packet(Packet),

@@ -15,7 +15,9 @@ pub fn sniff(head: &[u8]) -> bool {
     }
     let le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     let be = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    [le, be].iter().any(|m| *m == MAGIC_USEC || *m == MAGIC_NSEC)
+    [le, be]
+        .iter()
+        .any(|m| *m == MAGIC_USEC || *m == MAGIC_NSEC)
 }
 
 #[derive(Debug, Default)]

@@ -91,12 +91,14 @@ pub fn tshark_packets(path: &Path) -> Vec<TsharkPacket> {
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tshark json");
     // `-j frame` hides the interface-name subtree: take names from a fields run.
-    let names = run_ok(
-        tool("tshark")
-            .arg("-r")
-            .arg(path)
-            .args(["-T", "fields", "-e", "frame.number", "-e", "frame.interface_name"]),
-    );
+    let names = run_ok(tool("tshark").arg("-r").arg(path).args([
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.interface_name",
+    ]));
     let names: std::collections::HashMap<String, String> = String::from_utf8_lossy(&names.stdout)
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -117,7 +119,10 @@ pub fn tshark_packets(path: &Path) -> Vec<TsharkPacket> {
             len: field("frame.len").parse().unwrap(),
             cap_len: field("frame.cap_len").parse().unwrap(),
             iface_id: field("frame.interface_id").parse().unwrap_or(0),
-            iface_name: names.get(&field("frame.number")).cloned().unwrap_or_default(),
+            iface_name: names
+                .get(&field("frame.number"))
+                .cloned()
+                .unwrap_or_default(),
             bytes: layers["frame_raw"][0].as_str().unwrap_or("").to_string(),
         });
     }
@@ -177,7 +182,10 @@ pub struct Ng {
 
 impl Ng {
     pub fn new(be: bool) -> Self {
-        Self { be, out: Vec::new() }
+        Self {
+            be,
+            out: Vec::new(),
+        }
     }
     pub fn u16(&self, v: u16) -> [u8; 2] {
         if self.be {
@@ -237,7 +245,14 @@ impl Ng {
         b.extend(self.end());
         self.block(0x0A0D0D0A, &b)
     }
-    pub fn idb(&mut self, link: u16, snap: u32, name: &str, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Self {
+    pub fn idb(
+        &mut self,
+        link: u16,
+        snap: u32,
+        name: &str,
+        tsresol: Option<u8>,
+        tsoffset: Option<i64>,
+    ) -> &mut Self {
         let mut b = Vec::new();
         b.extend(self.u16(link));
         b.extend(self.u16(0));
@@ -254,7 +269,14 @@ impl Ng {
         b.extend(self.end());
         self.block(1, &b)
     }
-    pub fn epb(&mut self, iface: u32, raw_ts: u64, data: &[u8], orig: u32, flags: Option<u32>) -> &mut Self {
+    pub fn epb(
+        &mut self,
+        iface: u32,
+        raw_ts: u64,
+        data: &[u8],
+        orig: u32,
+        flags: Option<u32>,
+    ) -> &mut Self {
         let mut b = Vec::new();
         b.extend(self.u32(iface));
         b.extend(self.u32((raw_ts >> 32) as u32));
@@ -358,7 +380,10 @@ pub fn frame(len: usize, seq: u32) -> Vec<u8> {
     f[36..38].copy_from_slice(&5000u16.to_be_bytes());
     f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
     let n = f.len();
-    f[42.min(n)..].iter_mut().enumerate().for_each(|(i, b)| *b = (seq as usize + i) as u8);
+    f[42.min(n)..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (seq as usize + i) as u8);
     f
 }
 
@@ -376,20 +401,13 @@ pub fn decode_file(path: &Path, chunk: usize) -> Vec<(Option<u64>, u32, u32, u32
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         {
             if let Record::Packet(p) = rec {
-                out.push((
-                    p.ts,
-                    p.orig_len,
-                    p.data.len() as u32,
-                    p.iface,
-                    hex(&p.data),
-                ));
+                out.push((p.ts, p.orig_len, p.data.len() as u32, p.iface, hex(&p.data)));
             }
         }
     }
     dec.decode_eof(&buf).unwrap();
     out
 }
-
 
 /// Two network namespaces joined by a veth pair (`<a>-v` 10.X.Y.1 ↔ `<b>-v` 10.X.Y.2), removed on
 /// drop. Needs root (CI runs as root).
@@ -414,7 +432,9 @@ impl NetPair {
         let id = std::process::id() % 10000;
         let a = format!("pcm{id}{tag}a");
         let b = format!("pcm{id}{tag}b");
-        let net = (id as usize * 7 + tag.len() * 31 + tag.bytes().map(|c| c as usize).sum::<usize>()) % 250;
+        let net =
+            (id as usize * 7 + tag.len() * 31 + tag.bytes().map(|c| c as usize).sum::<usize>())
+                % 250;
         let ip_a = format!("10.213.{net}.1");
         let ip_b = format!("10.213.{net}.2");
         let _ = Command::new("ip").args(["netns", "del", &a]).output();
