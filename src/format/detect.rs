@@ -73,7 +73,11 @@ fn not_a_capture(head: &[u8]) -> DecodeError {
     let shown: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let hint = if head.starts_with(&[0x1f, 0x8b]) {
         " (it looks gzip-compressed: decompress it first, e.g. with gunzip -k)"
-    } else if head.starts_with(b"tcpdump") || head.iter().take(64).all(|b| b.is_ascii()) {
+    } else if head
+        .iter()
+        .take(4) // only the magic: the hint must not depend on how much has arrived
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         " (it looks like text: was tool output mixed into the capture stream?)"
     } else {
         ""
