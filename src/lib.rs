@@ -3,12 +3,18 @@
 //! named interface.
 //!
 //! Data flows one way, one module per stage:
-//! [`source`] (bytes → records) → [`merge`] (k-way by timestamp) → [`output`] (interface
-//! mapping, pcapng encoding via [`format::encode`]) → a sink (stdout or file).
-//! [`offline`] drives the stages for `podcap-merge merge FILE…`.
+//! [`source`] (bytes → records, with a byte budget) → [`engine`] ([`merge`] by timestamp,
+//! [`output`] interface mapping and pcapng encoding via [`format::encode`], [`sink`]: stdout,
+//! file or ring). [`offline`] feeds files (`podcap-merge merge`), [`live`] feeds commands and
+//! stdin; both run the same engine.
 
+pub mod engine;
 pub mod format;
+pub mod live;
 pub mod merge;
 pub mod offline;
 pub mod output;
+pub mod progress;
+pub mod sink;
 pub mod source;
+pub mod stop;

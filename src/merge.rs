@@ -4,24 +4,35 @@
 //! out next. Records that carry no time (new sections, interfaces, name records, statistics)
 //! go out as soon as they reach the head of their queue; packets go out in timestamp order.
 //!
-//! Offline rule (exact): a packet is released only when every open source has a record queued,
-//! so the smallest head is the smallest packet still to come from sorted inputs. Equal
-//! timestamps keep input order (the lower source index first), as mergecap does. A source whose
-//! own packets go backwards in time is still merged without loss; such packets are counted.
+//! Offline rule (exact, [`Merger::new`]): a packet is released only when every open source has
+//! a record queued, so the smallest head is the smallest packet still to come from sorted
+//! inputs. Equal timestamps keep input order (the lower source index first), as mergecap does.
+//! A source whose own packets go backwards in time is still merged without loss; such packets
+//! are counted.
+//!
+//! Live rule (watermark, [`Merger::with_window`]): a live source says nothing while its pod is
+//! quiet, so waiting for every source would stall. The smallest queued packet (timestamp t) is
+//! released when every open source has something queued, or when `now − window ≥ t`, or when it
+//! has waited a whole window since it arrived (so a source whose clock runs ahead cannot hold
+//! the others back for longer than the window). A packet older than one already written is still
+//! written, never dropped, and counted as late.
 
 use crate::format::Record;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 #[derive(Debug, Default)]
 struct SourceQueue {
-    queue: VecDeque<Record>,
+    /// Records with the time (ns, the caller's clock) they arrived.
+    queue: VecDeque<(Record, u64)>,
     open: bool,
     /// Last timestamp pushed; packets without one (pcapng SPB) inherit it.
     last_pushed_ts: u64,
     /// Last timestamp released from this source.
     last_released_ts: Option<u64>,
     out_of_order: u64,
+    /// Packets written after a later packet of another source (live rule only).
+    late: u64,
 }
 
 /// What to do next.
@@ -31,6 +42,9 @@ pub enum Next {
     Record(usize, Record),
     /// Nothing can be released until source `.0` delivers more records or is closed.
     NeedInput(usize),
+    /// Live rule: nothing can be released before this time (ns, the caller's clock) unless
+    /// more input arrives; `None`: wait for input.
+    WaitUntil(Option<u64>),
     /// Every source is closed and drained.
     Done,
 }
@@ -40,16 +54,32 @@ pub struct Merger {
     sources: Vec<SourceQueue>,
     /// Sources whose head is a packet, keyed by (timestamp, source index).
     heap: BinaryHeap<Reverse<(u64, usize)>>,
-    /// Sources whose head is a timeless record.
-    timeless: VecDeque<usize>,
+    /// Sources whose head is a timeless record (lowest source first, so that under the exact
+    /// rule interfaces are announced in input order).
+    timeless: BTreeSet<usize>,
     /// Sources that may be open with an empty queue (checked lazily, oldest first, so
     /// sources start in input order).
     starving: VecDeque<usize>,
+    /// Open sources with nothing queued.
+    open_empty: usize,
+    /// Reorder window (ns) of the live rule; `None` for the exact rule.
+    window: Option<u64>,
+    /// Timestamp of the last packet released.
+    last_released: u64,
 }
 
 impl Merger {
+    /// A merger with the exact (offline) rule.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A merger with the live (watermark) rule and this reorder window.
+    pub fn with_window(window: std::time::Duration) -> Self {
+        Self {
+            window: Some(window.as_nanos() as u64),
+            ..Self::default()
+        }
     }
 
     /// Adds a source; it must deliver a record or be closed before any packet is released.
@@ -60,11 +90,17 @@ impl Merger {
             ..SourceQueue::default()
         });
         self.starving.push_back(id);
+        self.open_empty += 1;
         id
     }
 
     /// Queues a record from `src`. A packet without a timestamp gets the source's last one.
-    pub fn push(&mut self, src: usize, mut rec: Record) {
+    pub fn push(&mut self, src: usize, rec: Record) {
+        self.push_at(src, rec, 0);
+    }
+
+    /// Queues a record from `src` that arrived at `now` (ns; the live rule's clock).
+    pub fn push_at(&mut self, src: usize, mut rec: Record, now: u64) {
         let s = &mut self.sources[src];
         if let Record::Packet(p) = &mut rec {
             match p.ts {
@@ -73,15 +109,37 @@ impl Merger {
             }
         }
         let was_empty = s.queue.is_empty();
-        s.queue.push_back(rec);
+        s.queue.push_back((rec, now));
         if was_empty {
+            if s.open {
+                self.open_empty -= 1;
+            }
             self.index_head(src);
         }
     }
 
     /// No more records will come from `src`.
     pub fn close(&mut self, src: usize) {
-        self.sources[src].open = false;
+        let s = &mut self.sources[src];
+        if s.open && s.queue.is_empty() {
+            self.open_empty -= 1;
+        }
+        s.open = false;
+    }
+
+    /// Is `src` still open?
+    pub fn is_open(&self, src: usize) -> bool {
+        self.sources[src].open
+    }
+
+    /// Records queued for `src`.
+    pub fn queued(&self, src: usize) -> usize {
+        self.sources[src].queue.len()
+    }
+
+    /// Packets of `src` written after a later packet (live rule).
+    pub fn late(&self, src: usize) -> u64 {
+        self.sources[src].late
     }
 
     /// Packets of `src` that were older than one released before them from the same source.
@@ -91,40 +149,74 @@ impl Merger {
 
     fn index_head(&mut self, src: usize) {
         match self.sources[src].queue.front() {
-            Some(Record::Packet(p)) => self.heap.push(Reverse((p.ts.unwrap_or(0), src))),
-            Some(_) => self.timeless.push_back(src),
+            Some((Record::Packet(p), _)) => self.heap.push(Reverse((p.ts.unwrap_or(0), src))),
+            Some(_) => {
+                self.timeless.insert(src);
+            }
             None => self.starving.push_back(src),
         }
     }
 
     fn take_head(&mut self, src: usize) -> Option<Record> {
-        let rec = self.sources[src].queue.pop_front()?;
+        let (rec, _) = self.sources[src].queue.pop_front()?;
+        if self.sources[src].queue.is_empty() && self.sources[src].open {
+            self.open_empty += 1;
+        }
         self.index_head(src);
         Some(rec)
     }
 
-    /// The next step under the exact (offline) rule.
+    /// The next step under the exact rule. With a window (live rule), use [`Merger::step_at`].
     pub fn step(&mut self) -> Next {
-        if let Some(src) = self.timeless.pop_front() {
+        self.step_at(0)
+    }
+
+    /// The next step; `now` (ns) is the live rule's clock, ignored by the exact rule.
+    pub fn step_at(&mut self, now: u64) -> Next {
+        if self.window.is_none() {
+            // exact rule: hear from every open source first (in input order)
+            while let Some(&src) = self.starving.front() {
+                let s = &self.sources[src];
+                if s.open && s.queue.is_empty() {
+                    return Next::NeedInput(src);
+                }
+                self.starving.pop_front();
+            }
+        }
+        if let Some(src) = self.timeless.pop_first() {
             if let Some(rec) = self.take_head(src) {
                 return Next::Record(src, rec);
             }
         }
-        while let Some(&src) = self.starving.front() {
-            let s = &self.sources[src];
-            if s.open && s.queue.is_empty() {
-                return Next::NeedInput(src);
+        if let Some(window) = self.window {
+            let Some(&Reverse((ts, src))) = self.heap.peek() else {
+                return if self.open_empty > 0 {
+                    Next::WaitUntil(None)
+                } else {
+                    Next::Done
+                };
+            };
+            if self.open_empty > 0 {
+                let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
+                let release_at = ts.min(arrived).saturating_add(window);
+                if now < release_at {
+                    return Next::WaitUntil(Some(release_at));
+                }
             }
-            self.starving.pop_front();
         }
         match self.heap.pop() {
             Some(Reverse((ts, src))) => {
+                let live = self.window.is_some();
                 let s = &mut self.sources[src];
                 if s.last_released_ts.is_some_and(|last| ts < last) {
                     s.out_of_order += 1;
                 } else {
                     s.last_released_ts = Some(ts);
                 }
+                if live && ts < self.last_released {
+                    s.late += 1;
+                }
+                self.last_released = self.last_released.max(ts);
                 match self.take_head(src) {
                     Some(rec) => Next::Record(src, rec),
                     None => Next::Done, // unreachable: the heap only names non-empty queues
@@ -158,6 +250,7 @@ mod tests {
                 Next::Record(s, Record::Packet(p)) => out.push((s, p.ts.unwrap())),
                 Next::Record(..) => {}
                 Next::NeedInput(s) => panic!("source {s} starves"),
+                Next::WaitUntil(t) => panic!("waits until {t:?}"),
                 Next::Done => return out,
             }
         }
@@ -178,6 +271,32 @@ mod tests {
         assert_eq!(m.step(), Next::NeedInput(a));
         m.close(a);
         assert_eq!(m.step(), Next::Done);
+    }
+
+    #[test]
+    fn live_rule_waits_a_window_for_silent_sources_then_releases() {
+        let ms = 1_000_000;
+        let mut m = Merger::with_window(std::time::Duration::from_millis(100));
+        let a = m.add_source();
+        let b = m.add_source();
+        assert_eq!(m.step_at(0), Next::WaitUntil(None));
+        m.push_at(a, pkt(1000 * ms), 1000 * ms);
+        // b is silent: a's packet waits until its time plus the window
+        assert_eq!(m.step_at(1050 * ms), Next::WaitUntil(Some(1100 * ms)));
+        assert!(matches!(m.step_at(1100 * ms), Next::Record(0, _)));
+        // b delivers an older packet: written anyway, counted late
+        m.push_at(b, pkt(990 * ms), 1101 * ms);
+        m.push_at(a, pkt(1101 * ms), 1101 * ms);
+        assert!(matches!(m.step_at(1101 * ms), Next::Record(1, _)));
+        assert_eq!(m.late(b), 1);
+        // a source whose clock runs 10 s ahead is held at most a window after arrival
+        m.push_at(b, pkt(11_000 * ms), 1102 * ms);
+        assert!(matches!(m.step_at(1102 * ms), Next::Record(0, _)));
+        assert_eq!(m.step_at(1150 * ms), Next::WaitUntil(Some(1202 * ms)));
+        assert!(matches!(m.step_at(1202 * ms), Next::Record(1, _)));
+        m.close(a);
+        m.close(b);
+        assert_eq!(m.step_at(1300 * ms), Next::Done);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! it, and writes merged records as pcapng. Ends with one ISB per output interface.
 
 use crate::format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
-use crate::format::{Interface, Record};
+use crate::format::{Interface, NameRecord, Record};
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +39,9 @@ pub struct Output<W: Write> {
     sources: Vec<SourceState>,
     interfaces: Vec<OutputInterface>,
     names_used: HashSet<String>,
+    /// Every name record written so far, repeated at the start of each rotated file.
+    names: Vec<NameRecord>,
+    names_seen: HashSet<(u16, bytes::Bytes)>,
 }
 
 /// The application name written in the SHB.
@@ -64,7 +67,48 @@ impl<W: Write> Output<W> {
             sources: Vec::new(),
             interfaces: Vec::new(),
             names_used: HashSet::new(),
+            names: Vec::new(),
+            names_seen: HashSet::new(),
         })
+    }
+
+    /// Bytes written to the current file so far (including what is buffered).
+    pub fn position(&self) -> u64 {
+        self.writer.position()
+    }
+
+    /// Ends the current file (one ISB per interface) and continues in `next`, which starts
+    /// self-contained: SHB, every interface so far, every name record so far. Returns the
+    /// finished writer, flushed.
+    pub fn rotate(&mut self, next: W) -> io::Result<W> {
+        self.write_statistics()?;
+        let mut writer = PcapngWriter::new(next);
+        writer.section_header(&user_appl())?;
+        for i in &mut self.interfaces {
+            writer.interface(&i.description)?;
+            i.totals = InterfaceTotals {
+                dropped: i.totals.dropped,
+                ..InterfaceTotals::default()
+            };
+        }
+        if !self.names.is_empty() {
+            writer.names(&self.names)?;
+        }
+        let old = std::mem::replace(&mut self.writer, writer);
+        old.into_inner()
+    }
+
+    fn write_statistics(&mut self) -> io::Result<()> {
+        let now = now_ns();
+        for (id, i) in self.interfaces.iter().enumerate() {
+            self.writer.statistics(id as u32, now, &i.totals)?;
+        }
+        Ok(())
+    }
+
+    /// Output interfaces of `src`, all sections.
+    pub fn interfaces_of(&self, src: usize) -> impl Iterator<Item = &OutputInterface> {
+        self.interfaces.iter().filter(move |i| i.source == src)
     }
 
     /// Registers a source; sources are numbered in the order they are added.
@@ -157,7 +201,14 @@ impl<W: Write> Output<W> {
                 s.sections += 1;
                 Ok(())
             }
-            Record::Names(names) => self.writer.names(&names),
+            Record::Names(names) => {
+                for n in &names {
+                    if self.names_seen.insert((n.kind, n.value.clone())) {
+                        self.names.push(n.clone());
+                    }
+                }
+                self.writer.names(&names)
+            }
             Record::Stats(st) => {
                 if let Some(&id) = self.sources[src].ifaces.get(st.iface as usize) {
                     if st.dropped.is_some() {
@@ -169,7 +220,7 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Adds drops reported outside the capture stream (e.g. tcpdump's stderr) to every
+    /// Records drops reported outside the capture stream (e.g. tcpdump's stderr) on every
     /// interface of `src`'s current section.
     pub fn set_dropped(&mut self, src: usize, dropped: u64) {
         for &id in &self.sources[src].ifaces {
@@ -179,11 +230,13 @@ impl<W: Write> Output<W> {
 
     /// Writes one ISB per interface and flushes; returns the underlying writer.
     pub fn finish(mut self) -> io::Result<W> {
-        let now = now_ns();
-        for (id, i) in self.interfaces.iter().enumerate() {
-            self.writer.statistics(id as u32, now, &i.totals)?;
-        }
+        self.write_statistics()?;
         self.writer.into_inner()
+    }
+
+    /// Adds name records of our own (e.g. pod IP → pod name).
+    pub fn add_names(&mut self, names: Vec<NameRecord>) -> io::Result<()> {
+        self.write(usize::MAX, Record::Names(names))
     }
 
     /// Flushes what is buffered to the underlying writer.

@@ -1,23 +1,152 @@
-//! Sources: turn a byte stream (a file, stdin, a command's stdout) into batches of decoded
-//! records.
+//! Sources: turn a byte stream (a file, stdin, a command's stdout, later a pod's capture) into
+//! batches of decoded records for the engine.
+//!
+//! Every source has a byte budget (a semaphore of bytes): it takes permits for each batch
+//! before handing it over, and the engine gives them back once the batch has been written.
+//! When the output is slow, a source runs out of budget and stops reading, so the pipe (and
+//! behind it tcpdump, and the kernel) pushes back instead of our memory growing.
 
 use crate::format::{CaptureDecoder, DecodeError, Record};
+use crate::output::SourceLabel;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
-/// How much a source reads at a time.
+/// How much a file source reads at a time.
 pub const READ_CHUNK: usize = 256 * 1024;
 
-/// What a source reports.
+/// Default byte budget of one source: what it may have decoded but not yet written.
+pub const DEFAULT_BUDGET: usize = 1024 * 1024;
+
+/// What a source reports to the engine.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// Records decoded from one read, in input order.
-    Records(Vec<Record>),
-    /// The source failed; what it delivered before stays valid. No more events follow but `End`.
+    /// Always first: how to name the source, and its budget (the engine returns permits).
+    Started {
+        label: SourceLabel,
+        budget: Arc<Semaphore>,
+    },
+    /// Records decoded from one read, in input order; `charge` permits were taken for them.
+    Records { records: Vec<Record>, charge: u32 },
+    /// Packets the capture tool reported dropped (e.g. tcpdump's "dropped by kernel").
+    Dropped(u64),
+    /// The source failed; what it delivered before stays valid.
     Failed(String),
-    /// The source is finished.
+    /// The source is finished; nothing follows.
     End,
+}
+
+/// An event from source `src`.
+#[derive(Debug)]
+pub struct Msg {
+    pub src: usize,
+    pub event: SourceEvent,
+}
+
+/// Where sources send their events; cloned into every source. Hands out source ids.
+#[derive(Clone, Debug)]
+pub struct Events {
+    tx: Sender<Msg>,
+    next_id: Arc<AtomicUsize>,
+}
+
+impl Events {
+    pub fn new(tx: Sender<Msg>) -> Self {
+        Self {
+            tx,
+            next_id: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Registers a new source (its `Started` event is sent at once, so sources registered one
+    /// after the other are numbered and merged in that order).
+    pub fn register(&self, label: SourceLabel, budget_bytes: usize) -> SourceTx {
+        let src = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let _ = self.tx.send(Msg {
+            src,
+            event: SourceEvent::Started {
+                label,
+                budget: budget.clone(),
+            },
+        });
+        SourceTx {
+            src,
+            tx: self.tx.clone(),
+            budget,
+            budget_bytes: budget_bytes as u32,
+        }
+    }
+}
+
+/// One source's side of the channel.
+#[derive(Debug)]
+pub struct SourceTx {
+    pub src: usize,
+    tx: Sender<Msg>,
+    budget: Arc<Semaphore>,
+    budget_bytes: u32,
+}
+
+/// What a batch costs against the budget: its bytes plus a little per record, capped at the
+/// whole budget (so one huge block can always pass).
+fn charge_of(records: &[Record], budget_bytes: u32) -> u32 {
+    let bytes: usize = records
+        .iter()
+        .map(|r| match r {
+            Record::Packet(p) => p.data.len() + 64,
+            _ => 64,
+        })
+        .sum();
+    bytes.min(budget_bytes as usize).max(1) as u32
+}
+
+impl SourceTx {
+    fn send(&self, event: SourceEvent) -> bool {
+        self.tx
+            .send(Msg {
+                src: self.src,
+                event,
+            })
+            .is_ok()
+    }
+
+    /// Hands a batch over, waiting (blocking the thread) for budget. False: the engine is gone.
+    pub fn records_blocking(&self, records: Vec<Record>) -> bool {
+        let charge = charge_of(&records, self.budget_bytes);
+        match self.budget.blocking_acquire_many(charge) {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        self.send(SourceEvent::Records { records, charge })
+    }
+
+    /// Hands a batch over, waiting for budget. False: the engine is gone.
+    pub async fn records(&self, records: Vec<Record>) -> bool {
+        let charge = charge_of(&records, self.budget_bytes);
+        match self.budget.acquire_many(charge).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        self.send(SourceEvent::Records { records, charge })
+    }
+
+    pub fn dropped(&self, n: u64) {
+        self.send(SourceEvent::Dropped(n));
+    }
+
+    pub fn failed(&self, message: impl Into<String>) {
+        self.send(SourceEvent::Failed(message.into()));
+    }
+
+    /// The source is finished.
+    pub fn end(self) {
+        self.send(SourceEvent::End);
+    }
 }
 
 /// Reads from `fd` into the spare capacity of `buf` (at least `want` bytes of room), without
@@ -48,7 +177,8 @@ pub fn read_into(fd: impl AsFd, buf: &mut BytesMut, want: usize) -> io::Result<u
     }
 }
 
-/// Decodes everything complete in `buf`; on a decoding error returns the records before it.
+/// Decodes everything complete in `buf` into `out`; on a decoding error the records before it
+/// are in `out`.
 pub fn decode_all(
     decoder: &mut CaptureDecoder,
     buf: &mut BytesMut,
@@ -60,39 +190,62 @@ pub fn decode_all(
     Ok(())
 }
 
-/// Reads and decodes `fd` to its end, calling `emit` with each batch. Stops early when `emit`
-/// returns false (nobody wants more). The last event is always `End`, after a `Failed` if the
-/// input was bad.
-pub fn pump(fd: impl AsFd, mut emit: impl FnMut(SourceEvent) -> bool) {
-    let mut decoder = CaptureDecoder::new();
-    let mut buf = BytesMut::new();
+/// A decoder with its buffer: feed it bytes as they arrive, take batches out.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    pub decoder: CaptureDecoder,
+    pub buf: BytesMut,
+}
+
+impl StreamDecoder {
+    /// Decodes what has arrived. On error returns the records decoded before it too.
+    pub fn batch(&mut self) -> (Vec<Record>, Option<String>) {
+        let mut batch = Vec::new();
+        let err = decode_all(&mut self.decoder, &mut self.buf, &mut batch)
+            .err()
+            .map(|e| e.to_string());
+        (batch, err)
+    }
+
+    /// At end of input: the error that explains an empty or truncated input, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        self.decoder
+            .decode_eof(&self.buf)
+            .err()
+            .map(|e| e.to_string())
+    }
+}
+
+/// Reads and decodes `fd` to its end on the calling thread, handing batches to `tx`. Stops
+/// early when the engine is gone. Always ends the source.
+pub fn pump(fd: impl AsFd, tx: SourceTx) {
+    let mut dec = StreamDecoder::default();
     loop {
-        match read_into(&fd, &mut buf, READ_CHUNK) {
+        match read_into(&fd, &mut dec.buf, READ_CHUNK) {
             Ok(0) => {
-                if let Err(e) = decoder.decode_eof(&buf) {
-                    emit(SourceEvent::Failed(e.to_string()));
+                if let Some(e) = dec.finish() {
+                    tx.failed(e);
                 }
                 break;
             }
             Ok(_) => {
-                let mut batch = Vec::with_capacity(256);
-                let res = decode_all(&mut decoder, &mut buf, &mut batch);
-                if !batch.is_empty() && !emit(SourceEvent::Records(batch)) {
+                let (batch, err) = dec.batch();
+                if !batch.is_empty() && !tx.records_blocking(batch) {
                     return;
                 }
-                if let Err(e) = res {
-                    emit(SourceEvent::Failed(e.to_string()));
+                if let Some(e) = err {
+                    tx.failed(e);
                     break;
                 }
             }
             Err(e) => {
-                emit(SourceEvent::Failed(format!(
+                tx.failed(format!(
                     "read failed after byte offset {}: {e}",
-                    decoder.offset()
-                )));
+                    dec.decoder.offset()
+                ));
                 break;
             }
         }
     }
-    emit(SourceEvent::End);
+    tx.end();
 }

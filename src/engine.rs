@@ -1,0 +1,452 @@
+//! The engine: receives decoded records from every source, merges them by timestamp (exact or
+//! watermark rule), encodes pcapng and writes it to the sink, with backpressure through the
+//! sources' byte budgets. It runs on its own thread (writing blocks); sources may be threads
+//! (files, stdin) or tokio tasks (commands, pods). Offline `merge` and live capture both run
+//! here; they differ only in the rule and the sources.
+
+use crate::merge::{Merger, Next};
+use crate::output::{now_ns, Output};
+use crate::progress::{summary, Progress, SourceStatus};
+use crate::sink::{stdout_file, stdout_reader_gone, FileOut, Ring, Target};
+use crate::source::{Msg, SourceEvent};
+use crate::stop::{Stop, StopLevel};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long sources get to deliver what they hold after a graceful stop before they are killed.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `None`: the exact offline rule; `Some(w)`: the live watermark rule with window `w`.
+    pub window: Option<Duration>,
+    /// For the exact rule: how many sources to wait for before merging.
+    pub expected_sources: usize,
+    pub target: Target,
+    /// Stop after this many packets.
+    pub count: Option<u64>,
+    /// Stop this long after the start.
+    pub duration: Option<Duration>,
+    /// How often buffered output is flushed (and the pipe, the clock and stop requests checked).
+    pub flush_interval: Duration,
+    /// Draw progress rows (only happens when stderr is a terminal).
+    pub progress: bool,
+    /// Print per-source errors as they happen.
+    pub report_errors: bool,
+}
+
+impl EngineConfig {
+    pub fn new(target: Target) -> Self {
+        Self {
+            window: None,
+            expected_sources: 0,
+            target,
+            count: None,
+            duration: None,
+            flush_interval: Duration::from_millis(25),
+            progress: false,
+            report_errors: true,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub sources: Vec<SourceStatus>,
+    /// The reader of our stdout went away (not an error).
+    pub consumer_closed: bool,
+    /// Why the run stopped, when it was not the end of every source.
+    pub stopped_by: Option<String>,
+    /// Files written (a ring may have deleted the oldest since).
+    pub files: Vec<PathBuf>,
+    /// The output failed (disk full…): what was closed before stays valid.
+    pub output_error: Option<String>,
+}
+
+impl Report {
+    pub fn packets(&self) -> u64 {
+        self.sources.iter().map(|s| s.packets).sum()
+    }
+    pub fn errors(&self) -> usize {
+        self.sources.iter().filter(|s| s.error.is_some()).count()
+    }
+    pub fn summary(&self) -> String {
+        let mut extra = Vec::new();
+        if let Some(s) = &self.stopped_by {
+            extra.push(format!("stopped: {s}"));
+        }
+        if self.consumer_closed {
+            extra.push("the reader of the output went away; capture stopped".into());
+        }
+        if self.files.len() > 1 {
+            extra.push(format!("{} files written", self.files.len()));
+        }
+        if let Some(e) = &self.output_error {
+            extra.push(format!("OUTPUT ERROR: {e}"));
+        }
+        summary(&self.sources, &extra)
+    }
+}
+
+struct Src {
+    budget: Arc<Semaphore>,
+    /// (records left, permits) per batch handed over and not yet written.
+    charges: VecDeque<(usize, u32)>,
+}
+
+struct Sink {
+    ring: Option<Ring>,
+    is_stdout: bool,
+}
+
+fn open(target: &Target) -> io::Result<(FileOut, Sink)> {
+    match target {
+        Target::Stdout => Ok((
+            FileOut::Plain(stdout_file()?),
+            Sink {
+                ring: None,
+                is_stdout: true,
+            },
+        )),
+        Target::File { path, gzip } => {
+            let f = std::fs::File::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+            })?;
+            let out = if *gzip {
+                FileOut::Gzip(flate2::write::GzEncoder::new(
+                    f,
+                    flate2::Compression::fast(),
+                ))
+            } else {
+                FileOut::Plain(f)
+            };
+            Ok((
+                out,
+                Sink {
+                    ring: None,
+                    is_stdout: false,
+                },
+            ))
+        }
+        Target::Ring {
+            path,
+            gzip,
+            options,
+        } => {
+            let mut ring = Ring::new(path, *gzip, options.clone());
+            let out = ring.open_next()?;
+            Ok((
+                out,
+                Sink {
+                    ring: Some(ring),
+                    is_stdout: false,
+                },
+            ))
+        }
+    }
+}
+
+struct Engine {
+    cfg: EngineConfig,
+    stop: Arc<Stop>,
+    merger: Merger,
+    output: Output<FileOut>,
+    sink: Sink,
+    ids: HashMap<usize, usize>,
+    srcs: Vec<Src>,
+    status: Vec<SourceStatus>,
+    progress: Progress,
+    written: u64,
+    started: Instant,
+    report: Report,
+}
+
+fn is_broken_pipe(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+impl Engine {
+    fn handle(&mut self, msg: Msg, now: u64) {
+        if let SourceEvent::Started { label, budget } = msg.event {
+            let idx = self.merger.add_source();
+            self.output.add_source(label.clone());
+            self.ids.insert(msg.src, idx);
+            self.srcs.push(Src {
+                budget,
+                charges: VecDeque::new(),
+            });
+            self.status.push(SourceStatus {
+                name: label.name,
+                origin: label.origin,
+                state: "starting".into(),
+                ..SourceStatus::default()
+            });
+            return;
+        }
+        let Some(&idx) = self.ids.get(&msg.src) else {
+            return;
+        };
+        match msg.event {
+            SourceEvent::Started { .. } => {}
+            SourceEvent::Records { records, charge } => {
+                self.srcs[idx].charges.push_back((records.len(), charge));
+                self.status[idx].state = "capturing".into();
+                for rec in records {
+                    self.merger.push_at(idx, rec, now);
+                }
+            }
+            SourceEvent::Dropped(n) => {
+                self.output.set_dropped(idx, n);
+                self.status[idx].dropped = Some(n);
+            }
+            SourceEvent::Failed(e) => {
+                if self.cfg.report_errors {
+                    self.progress.println(&format!(
+                        "podcap-merge: {}: {e}; this source stops here, the others go on",
+                        self.status[idx].origin
+                    ));
+                }
+                self.status[idx].error = Some(e);
+            }
+            SourceEvent::End => {
+                self.merger.close(idx);
+                self.status[idx].state = if self.status[idx].error.is_some() {
+                    "failed".into()
+                } else {
+                    "ended".into()
+                };
+            }
+        }
+    }
+
+    /// Gives back the budget of a written record of `idx`.
+    fn written_one(&mut self, idx: usize) {
+        let src = &mut self.srcs[idx];
+        if let Some(front) = src.charges.front_mut() {
+            front.0 -= 1;
+            if front.0 == 0 {
+                src.budget.add_permits(front.1 as usize);
+                src.charges.pop_front();
+            }
+        }
+    }
+
+    fn write(&mut self, idx: usize, rec: crate::format::Record) -> io::Result<()> {
+        let is_packet = matches!(rec, crate::format::Record::Packet(_));
+        if is_packet {
+            if let Some(ring) = &mut self.sink.ring {
+                if ring.due(self.output.position()) {
+                    self.rotate()?;
+                }
+            }
+        }
+        self.output.write(idx, rec)?;
+        self.written_one(idx);
+        if is_packet {
+            self.written += 1;
+            if let Some(ring) = &mut self.sink.ring {
+                ring.count_packet();
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let Some(ring) = &mut self.sink.ring else {
+            return Ok(());
+        };
+        let next = ring.open_next()?;
+        let old = self.output.rotate(next)?;
+        old.close()?;
+        ring.prune()
+    }
+
+    fn refresh_status(&mut self) {
+        for (idx, s) in self.status.iter_mut().enumerate() {
+            (s.packets, s.bytes) = self.output.source_totals(idx);
+            s.late = self.merger.late(idx);
+            s.out_of_order = self.merger.out_of_order(idx);
+        }
+    }
+
+    /// Periodic work: flush, watch the pipe, stop conditions, time-based rotation, progress.
+    fn housekeeping(&mut self) -> io::Result<()> {
+        self.output.flush()?;
+        if self.sink.is_stdout && stdout_reader_gone() {
+            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+        }
+        if let Some(d) = self.cfg.duration {
+            if self.started.elapsed() >= d && self.stop.level() == StopLevel::Running {
+                self.report.stopped_by = Some(format!("duration of {} s reached", d.as_secs_f64()));
+                self.stop.request(StopLevel::Graceful);
+            }
+        }
+        if self.sink.ring.as_ref().is_some_and(|r| r.due_by_time()) {
+            self.rotate()?;
+        }
+        if self.cfg.progress {
+            self.refresh_status();
+            self.progress.update(&self.status);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, rx: &Receiver<Msg>) -> io::Result<()> {
+        let tick = self.cfg.flush_interval;
+        let mut next_tick = Instant::now() + tick;
+        let mut graceful_since: Option<Instant> = None;
+        // exact rule: every source must have announced itself
+        while self.cfg.window.is_none() && self.srcs.len() < self.cfg.expected_sources {
+            match rx.recv() {
+                Ok(msg) => self.handle(msg, 0),
+                Err(_) => break,
+            }
+        }
+        loop {
+            let level = self.stop.level();
+            if level == StopLevel::Now
+                || graceful_since.is_some_and(|t| t.elapsed() >= GRACE + Duration::from_secs(1))
+            {
+                // drain what we hold, in order, and finish
+                while let Ok(msg) = rx.try_recv() {
+                    self.handle(msg, now_ns());
+                }
+                for idx in 0..self.srcs.len() {
+                    self.merger.close(idx);
+                }
+                while let Next::Record(idx, rec) = self.merger.step_at(u64::MAX) {
+                    self.write(idx, rec)?;
+                }
+                return Ok(());
+            }
+            if level == StopLevel::Graceful && graceful_since.is_none() {
+                graceful_since = Some(Instant::now());
+            }
+            // absorb what has arrived (bounded, so writing goes on under a firehose)
+            let now = now_ns();
+            for _ in 0..64 {
+                match rx.try_recv() {
+                    Ok(msg) => self.handle(msg, now),
+                    Err(_) => break,
+                }
+            }
+            // write what the rule releases
+            let mut wait: Option<Duration> = None;
+            let mut n = 0;
+            loop {
+                match self.merger.step_at(now) {
+                    Next::Record(idx, rec) => {
+                        self.write(idx, rec)?;
+                        if self.cfg.count.is_some_and(|c| self.written >= c) {
+                            self.report.stopped_by =
+                                Some(format!("{} packets written", self.written));
+                            self.stop.request(StopLevel::Now);
+                            self.output.flush()?;
+                            return Ok(());
+                        }
+                        n += 1;
+                        if n >= 4096 {
+                            wait = Some(Duration::ZERO);
+                            break;
+                        }
+                    }
+                    Next::WaitUntil(Some(t)) => {
+                        wait = Some(Duration::from_nanos(t.saturating_sub(now)));
+                        break;
+                    }
+                    Next::WaitUntil(None) | Next::NeedInput(_) => break,
+                    Next::Done => {
+                        if !self.keep_open() {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.housekeeping()?;
+                next_tick = Instant::now() + tick;
+            }
+            let until_tick = next_tick.saturating_duration_since(Instant::now());
+            let timeout = wait.map_or(until_tick, |w| w.min(until_tick));
+            if timeout.is_zero() {
+                continue;
+            }
+            match rx.recv_timeout(timeout) {
+                Ok(msg) => self.handle(msg, now_ns()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // no source can ever come: close whatever is still open
+                    for idx in 0..self.srcs.len() {
+                        self.merger.close(idx);
+                    }
+                    if self.srcs.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Live capture waits for sources even when none is open (pods may come later); set by
+    /// callers that add sources over time. Local runs end when every source has ended.
+    fn keep_open(&self) -> bool {
+        false
+    }
+}
+
+/// Runs the engine until every source has ended or a stop condition is met. Returns the
+/// report; an output that cannot be opened is an error, a failing output is in the report.
+pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<Report> {
+    let (out, sink) = open(&cfg.target)?;
+    let output = Output::new(out)?;
+    let mut engine = Engine {
+        progress: Progress::new(cfg.progress),
+        cfg,
+        stop: stop.clone(),
+        merger: Merger::new(),
+        output,
+        sink,
+        ids: HashMap::new(),
+        srcs: Vec::new(),
+        status: Vec::new(),
+        written: 0,
+        started: Instant::now(),
+        report: Report::default(),
+    };
+    if let Some(w) = engine.cfg.window {
+        engine.merger = Merger::with_window(w);
+    }
+    let result = engine.run(&rx);
+    // whatever happened, sources must stop now
+    stop.request(StopLevel::Now);
+    drop(rx);
+    engine.refresh_status();
+    engine.progress.clear();
+    let Engine {
+        output,
+        sink,
+        status,
+        mut report,
+        ..
+    } = engine;
+    report.sources = status;
+    let finished = result
+        .and_then(|()| output.finish())
+        .and_then(FileOut::close);
+    if let Some(ring) = sink.ring {
+        report.files = ring.written;
+    }
+    match finished {
+        Ok(()) => {}
+        Err(e) if is_broken_pipe(&e) => report.consumer_closed = true,
+        Err(e) => report.output_error = Some(e.to_string()),
+    }
+    Ok(report)
+}

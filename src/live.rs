@@ -1,0 +1,345 @@
+//! Live capture from local sources: commands whose stdout is pcap or pcapng (`--cmd
+//! NAME=COMMAND`, e.g. `ip netns exec web tcpdump -U -i any -w -` or `ssh host tcpdump -U -w -`)
+//! and standard input, merged by the watermark rule while they run.
+//!
+//! Each command runs under `sh -c` in its own process group (so a terminal's Ctrl-C reaches us,
+//! not it, and we stop it in order), with SIGTERM as its parent-death signal (so it does not
+//! outlive us even if we are killed). Its stderr is drained, kept for error messages and parsed
+//! for tcpdump's drop counts.
+
+use crate::engine::{self, EngineConfig, Report, GRACE};
+use crate::output::SourceLabel;
+use crate::source::{pump, Events, SourceTx, StreamDecoder, DEFAULT_BUDGET};
+use crate::stop::{Stop, StopLevel};
+use std::collections::VecDeque;
+use std::io;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::watch;
+
+/// How much a command source reads at a time.
+const CMD_READ: usize = 64 * 1024;
+/// Lines of a command's stderr kept for error messages.
+const STDERR_KEEP: usize = 12;
+
+/// `--cmd NAME=COMMAND`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub name: String,
+    pub command: String,
+}
+
+impl std::str::FromStr for CommandSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((name, command)) if !name.is_empty() && !command.trim().is_empty() => {
+                Ok(CommandSpec {
+                    name: name.to_string(),
+                    command: command.to_string(),
+                })
+            }
+            _ => Err(format!(
+                "expected NAME=COMMAND, e.g. web='ip netns exec web tcpdump -U -i any -w -'; got {s:?}"
+            )),
+        }
+    }
+}
+
+/// tcpdump's end-of-capture counts on stderr: "N packets dropped by kernel" (and "by interface").
+pub fn parse_drops(line: &str) -> Option<u64> {
+    let line = line.trim();
+    if line.ends_with("packets dropped by kernel") || line.ends_with("packets dropped by interface")
+    {
+        line.split_whitespace().next()?.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[derive(Default)]
+struct Stderr {
+    tail: VecDeque<String>,
+    drops: Option<u64>,
+}
+
+fn signal_group(pgid: Option<u32>, sig: i32) {
+    if let Some(pid) = pgid {
+        // SAFETY: plain kill(2) on the process group we created.
+        unsafe { libc::kill(-(pid as i32), sig) };
+    }
+}
+
+/// Runs one command source to its end.
+pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Receiver<StopLevel>) {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tx.failed(format!("cannot start `{}`: {e}", spec.command));
+            tx.end();
+            return;
+        }
+    };
+    let pgid = child.id();
+    let stderr_state = Arc::new(Mutex::new(Stderr::default()));
+    let stderr_task = child.stderr.take().map(|err| {
+        let state = stderr_state.clone();
+        let name = spec.name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!(source = %name, "stderr: {line}");
+                if let Ok(mut s) = state.lock() {
+                    if let Some(n) = parse_drops(&line) {
+                        s.drops = Some(s.drops.unwrap_or(0) + n);
+                    }
+                    s.tail.push_back(line);
+                    if s.tail.len() > STDERR_KEEP {
+                        s.tail.pop_front();
+                    }
+                }
+            }
+        })
+    });
+    let Some(mut stdout) = child.stdout.take() else {
+        tx.failed("no stdout");
+        tx.end();
+        return;
+    };
+
+    let mut dec = StreamDecoder::default();
+    let mut stopping = false; // we asked it to stop: a signal exit is expected
+    let mut failure: Option<String> = None;
+    let kill_timer = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+    tokio::pin!(kill_timer);
+    if *stop.borrow() >= StopLevel::Graceful {
+        stopping = true;
+        signal_group(pgid, libc::SIGINT);
+    }
+    loop {
+        dec.buf.reserve(CMD_READ);
+        tokio::select! {
+            r = stdout.read_buf(&mut dec.buf) => match r {
+                Ok(0) => {
+                    failure = if dec.decoder.offset() == 0 && dec.buf.is_empty() {
+                        Some(format!("`{}` produced no capture data", spec.command))
+                    } else {
+                        dec.finish()
+                    };
+                    break;
+                }
+                Ok(_) => {
+                    let (batch, err) = dec.batch();
+                    if !batch.is_empty() {
+                        tokio::select! {
+                            ok = tx.records(batch) => if !ok { stopping = true; break },
+                            _ = wait_for(&mut stop, StopLevel::Now) => { stopping = true; break }
+                        }
+                    }
+                    if let Some(e) = err {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!("reading its output failed: {e}"));
+                    break;
+                }
+            },
+            changed = stop.changed() => {
+                let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
+                if level == StopLevel::Now {
+                    stopping = true;
+                    break;
+                }
+                if level == StopLevel::Graceful && !stopping {
+                    // like Ctrl-C on tcpdump: it flushes, prints its counts and exits
+                    stopping = true;
+                    signal_group(pgid, libc::SIGINT);
+                    kill_timer.as_mut().reset(tokio::time::Instant::now() + GRACE);
+                }
+            }
+            _ = &mut kill_timer => {
+                signal_group(pgid, libc::SIGKILL);
+                stopping = true;
+                break;
+            }
+        }
+    }
+    // The stream is over (or we stop reading): make sure the process goes too.
+    if failure.is_some() || stopping {
+        signal_group(
+            pgid,
+            if failure.is_some() {
+                libc::SIGTERM
+            } else {
+                libc::SIGINT
+            },
+        );
+    }
+    drop(stdout);
+    let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(s)) => Some(s),
+        _ => {
+            signal_group(pgid, libc::SIGKILL);
+            child.wait().await.ok()
+        }
+    };
+    if let Some(t) = stderr_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    signal_group(pgid, libc::SIGKILL); // anything left in its group
+    let (tail, drops) = match stderr_state.lock() {
+        Ok(s) => (s.tail.iter().cloned().collect::<Vec<_>>(), s.drops),
+        Err(_) => (Vec::new(), None),
+    };
+    if let Some(n) = drops {
+        tx.dropped(n);
+    }
+    let said = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr said: {}", tail.join(" | "))
+    };
+    let exited_badly = status.is_some_and(|s| !s.success()) && !stopping;
+    if let Some(f) = failure {
+        tx.failed(format!("{f}{said}"));
+    } else if exited_badly {
+        let status = status.map_or("?".to_string(), |s| s.to_string());
+        tx.failed(format!("`{}` {status}{said}", spec.command));
+    }
+    tx.end();
+}
+
+async fn wait_for(stop: &mut watch::Receiver<StopLevel>, level: StopLevel) {
+    let mut stop = stop.clone();
+    let _ = stop.wait_for(|l| *l >= level).await;
+}
+
+/// Options of a live run.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub commands: Vec<CommandSpec>,
+    /// Read a capture from standard input too, under this name.
+    pub stdin: Option<String>,
+    /// Byte budget per source.
+    pub budget: usize,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        Self {
+            commands: Vec::new(),
+            stdin: None,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// Captures from the local sources until they end, a stop condition is met, or SIGINT/SIGTERM
+/// (a second one forces the stop).
+pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(Stop::new());
+    if cfg.window.is_none() {
+        cfg.window = Some(Duration::from_millis(300));
+    }
+    rt.block_on(async move {
+        let signals = tokio::spawn(handle_signals(stop.clone()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let events = Events::new(tx);
+        let mut tasks = Vec::new();
+        for spec in opts.commands {
+            let src = events.register(
+                SourceLabel {
+                    name: spec.name.clone(),
+                    origin: format!("command `{}`", spec.command),
+                },
+                opts.budget,
+            );
+            tasks.push(tokio::spawn(command_source(spec, src, stop.subscribe())));
+        }
+        if let Some(name) = opts.stdin {
+            let src = events.register(
+                SourceLabel {
+                    name,
+                    origin: "<stdin>".into(),
+                },
+                opts.budget,
+            );
+            std::thread::spawn(move || pump(io::stdin(), src));
+        }
+        drop(events);
+        let engine_stop = stop.clone();
+        let report = tokio::task::spawn_blocking(move || engine::run(cfg, rx, engine_stop))
+            .await
+            .map_err(io::Error::other)?;
+        stop.request(StopLevel::Now);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
+        signals.abort();
+        report
+    })
+}
+
+async fn handle_signals(stop: Arc<Stop>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        count += 1;
+        if count == 1 {
+            eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
+            stop.request(StopLevel::Graceful);
+        } else {
+            stop.request(StopLevel::Now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_and_specs() {
+        assert_eq!(parse_drops("17 packets dropped by kernel"), Some(17));
+        assert_eq!(parse_drops("3 packets dropped by interface"), Some(3));
+        assert_eq!(parse_drops("5 packets captured"), None);
+        let s: CommandSpec = "web=tcpdump -w - -i any".parse().unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.command, "tcpdump -w - -i any");
+        assert!("=x".parse::<CommandSpec>().is_err());
+        assert!("web".parse::<CommandSpec>().is_err());
+    }
+}
