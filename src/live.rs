@@ -126,11 +126,13 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
 
     let mut dec = StreamDecoder::default();
     let mut stopping = false; // we asked it to stop: a signal exit is expected
+    let mut signalled = false; // it got SIGINT from us already
     let mut failure: Option<String> = None;
     let kill_timer = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
     tokio::pin!(kill_timer);
     if *stop.borrow() >= StopLevel::Graceful {
         stopping = true;
+        signalled = true;
         signal_group(pgid, libc::SIGINT);
     }
     loop {
@@ -172,6 +174,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                 if level == StopLevel::Graceful && !stopping {
                     // like Ctrl-C on tcpdump: it flushes, prints its counts and exits
                     stopping = true;
+                    signalled = true;
                     signal_group(pgid, libc::SIGINT);
                     kill_timer.as_mut().reset(tokio::time::Instant::now() + GRACE);
                 }
@@ -183,16 +186,12 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
             }
         }
     }
-    // The stream is over (or we stop reading): make sure the process goes too.
-    if failure.is_some() || stopping {
-        signal_group(
-            pgid,
-            if failure.is_some() {
-                libc::SIGTERM
-            } else {
-                libc::SIGINT
-            },
-        );
+    // The stream is over (or we stop reading): make sure the process goes too. One that was
+    // already asked to stop is left to finish (a second SIGINT can cut tcpdump's final counts).
+    if failure.is_some() {
+        signal_group(pgid, libc::SIGTERM);
+    } else if !signalled {
+        signal_group(pgid, libc::SIGINT);
     }
     drop(stdout);
     let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {

@@ -10,7 +10,9 @@
 //! A source whose own packets go backwards in time is still merged without loss; such packets
 //! are counted.
 //!
-//! Live rule (watermark, [`Merger::with_window`]): a live source says nothing while its pod is
+//! Live rule (watermark, [`Merger::with_window`]): packets of one source that arrive out of
+//! order (a capture on several CPUs) are put back in order among its queued packets and
+//! counted. A live source says nothing while its pod is
 //! quiet, so waiting for every source would stall. The smallest queued packet (timestamp t) is
 //! released when every open source has something queued, or when `now − window ≥ t`, or when it
 //! has waited a whole window since it arrived (so a source whose clock runs ahead cannot hold
@@ -109,6 +111,25 @@ impl Merger {
             }
         }
         let was_empty = s.queue.is_empty();
+        if self.window.is_some() {
+            if let Record::Packet(p) = &rec {
+                // Live: a capture's own packets can be slightly out of order (several CPUs);
+                // put this one in its place among those still queued (never before the head).
+                let ts = p.ts.unwrap_or(0);
+                let mut at = s.queue.len();
+                while at > 1 {
+                    match &s.queue[at - 1].0 {
+                        Record::Packet(q) if q.ts.unwrap_or(0) > ts => at -= 1,
+                        _ => break,
+                    }
+                }
+                if at < s.queue.len() {
+                    s.out_of_order += 1;
+                    s.queue.insert(at, (rec, now));
+                    return;
+                }
+            }
+        }
         s.queue.push_back((rec, now));
         if was_empty {
             if s.open {
@@ -209,7 +230,9 @@ impl Merger {
                 let live = self.window.is_some();
                 let s = &mut self.sources[src];
                 if s.last_released_ts.is_some_and(|last| ts < last) {
-                    s.out_of_order += 1;
+                    if !live {
+                        s.out_of_order += 1; // (live counts them when they arrive)
+                    }
                 } else {
                     s.last_released_ts = Some(ts);
                 }
@@ -297,6 +320,31 @@ mod tests {
         m.close(a);
         m.close(b);
         assert_eq!(m.step_at(1300 * ms), Next::Done);
+    }
+
+    #[test]
+    fn live_rule_reorders_a_sources_own_packets_within_its_queue() {
+        let mut m = Merger::with_window(std::time::Duration::from_millis(100));
+        let a = m.add_source();
+        for t in [10, 30, 20, 40, 25] {
+            m.push_at(a, pkt(t), 0);
+        }
+        m.close(a);
+        assert_eq!(
+            drain_at(&mut m, 0),
+            vec![(0, 10), (0, 20), (0, 25), (0, 30), (0, 40)]
+        );
+        assert_eq!(m.out_of_order(a), 2);
+    }
+
+    fn drain_at(m: &mut Merger, now: u64) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        while let Next::Record(s, r) = m.step_at(now) {
+            if let Record::Packet(p) = r {
+                out.push((s, p.ts.unwrap()));
+            }
+        }
+        out
     }
 
     #[test]

@@ -494,3 +494,88 @@ pub fn stop_capture(mut child: std::process::Child) {
     let status = child.wait().unwrap();
     assert!(status.success() || status.code().is_some(), "{status}");
 }
+
+/// A background helper process (server, traffic loop) killed with its process group on drop.
+pub struct Bg(pub std::process::Child);
+
+impl Bg {
+    pub fn spawn(mut cmd: Command) -> Bg {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Bg(cmd.spawn().expect("spawn helper"))
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+impl NetPair {
+    /// An HTTP server in `b` and a client in `a` fetching from it every 50 ms.
+    pub fn http_traffic(&self) -> (Bg, Bg) {
+        let server = Bg::spawn({
+            let mut c = self.exec(&self.b, &["python3", "-m", "http.server", "8080", "--bind"]);
+            c.arg(&self.ip_b);
+            c
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let client = Bg::spawn(self.exec(
+            &self.a,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "while true; do curl -s -o /dev/null http://{}:8080/; sleep 0.05; done",
+                    self.ip_b
+                ),
+            ],
+        ));
+        (server, client)
+    }
+
+    /// Processes still running inside either namespace.
+    pub fn pids(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for ns in [&self.a, &self.b] {
+            let out = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .unwrap();
+            v.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned),
+            );
+        }
+        v
+    }
+}
+
+/// Polls until `f` is true or `timeout` passes; returns whether it became true.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Peak resident set (VmHWM) of a running process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
