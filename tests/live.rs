@@ -355,7 +355,7 @@ fn ring_rotates_by_size_keeps_every_packet_and_respects_files() {
         );
         if i + 1 < files.len() {
             let size = std::fs::metadata(f).unwrap().len();
-            assert!(size >= 500_000 && size < 520_000, "{name}: {size} bytes");
+            assert!((500_000..520_000).contains(&size), "{name}: {size} bytes");
         }
         capinfos_clean(f);
     }
