@@ -6,7 +6,8 @@
 //!
 //! Offline rule (exact, [`Merger::new`]): a packet is released only when every open source has
 //! a record queued, so the smallest head is the smallest packet still to come from sorted
-//! inputs. Equal timestamps keep input order (the lower source index first), as mergecap does.
+//! inputs. Equal timestamps keep input order (the lower source index first; mergecap 4.0 puts
+//! the last input first).
 //! A source whose own packets go backwards in time is still merged without loss; such packets
 //! are counted.
 //!
