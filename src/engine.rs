@@ -174,7 +174,7 @@ fn is_broken_pipe(e: &io::Error) -> bool {
 impl Engine {
     fn handle(&mut self, msg: Msg, now: u64) {
         if let SourceEvent::Started { label, budget } = msg.event {
-            let idx = self.merger.add_source();
+            let idx = self.merger.add_source_at(now);
             self.output.add_source(label.clone());
             self.ids.insert(msg.src, idx);
             self.srcs.push(Src {

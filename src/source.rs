@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// How much a file source reads at a time.
-pub const READ_CHUNK: usize = 256 * 1024;
+pub const READ_CHUNK: usize = 128 * 1024;
 
 /// Default byte budget of one source: what it may have decoded but not yet written.
 pub const DEFAULT_BUDGET: usize = 1024 * 1024;

@@ -465,3 +465,39 @@ fn slow_consumer_keeps_memory_bounded_and_slows_the_sources() {
     assert!(peak < 48 * 1024, "peak RSS {peak} KiB with a slow consumer");
     eprintln!("slow consumer: read {read} bytes in 3 s, peak RSS {peak} KiB");
 }
+
+#[test]
+fn replayed_old_captures_merge_in_order_through_the_live_rule() {
+    let dir = tmpdir();
+    let mut c = bin();
+    c.arg("-q");
+    for k in 0..4u32 {
+        let f = dir.path().join(format!("r{k}.pcap"));
+        // interleaved, years-old timestamps: the live rule must not release on timestamps
+        let recs: Vec<_> = (0..3000u32)
+            .map(|i| {
+                (
+                    1_500_000_000,
+                    i * 40 + k * 10,
+                    frame(60 + (i as usize % 900), i),
+                    60 + i % 900,
+                )
+            })
+            .collect();
+        std::fs::write(&f, pcap_file(k % 2 == 1, false, 1, &recs)).unwrap();
+        c.arg("--cmd").arg(format!("r{k}=cat {}", f.display()));
+    }
+    let out = dir.path().join("replay.pcapng");
+    let res = c.arg("-w").arg(&out).output().unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let pk = tshark_packets(&out);
+    assert_eq!(pk.len(), 12_000);
+    assert!(
+        pk.windows(2).all(|w| w[0].ts <= w[1].ts),
+        "replay not in time order"
+    );
+}

@@ -108,10 +108,20 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
         while j < ours_pk.len() && ours_pk[j].ts == ours_pk[i].ts {
             j += 1;
         }
-        let mut o: Vec<_> = ours_pk[i..j].iter().map(|p| key(p, p.iface_name.clone())).collect();
-        let mut t: Vec<_> = theirs_pk[i..j].iter().map(|p| key(p, expected_name(p.iface_id))).collect();
+        let mut o: Vec<_> = ours_pk[i..j]
+            .iter()
+            .map(|p| key(p, p.iface_name.clone()))
+            .collect();
+        let mut t: Vec<_> = theirs_pk[i..j]
+            .iter()
+            .map(|p| key(p, expected_name(p.iface_id)))
+            .collect();
         let order: Vec<usize> = o.iter().map(|k| input_of(&k.4)).collect();
-        assert!(order.windows(2).all(|w| w[0] <= w[1]), "ties out of input order at packet {}", i + 1);
+        assert!(
+            order.windows(2).all(|w| w[0] <= w[1]),
+            "ties out of input order at packet {}",
+            i + 1
+        );
         o.sort();
         t.sort();
         assert_eq!(o, t, "packets {}..{}", i + 1, j);
