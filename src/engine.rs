@@ -87,9 +87,6 @@ impl Report {
         if self.files.len() > 1 {
             extra.push(format!("{} files written", self.files.len()));
         }
-        if let Some(e) = &self.output_error {
-            extra.push(format!("OUTPUT ERROR: {e}"));
-        }
         summary(&self.sources, &extra)
     }
 }
@@ -423,6 +420,7 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
     if let Some(w) = engine.cfg.window {
         engine.merger = Merger::with_window(w);
     }
+    let cfg_target = engine.cfg.target.clone();
     let result = engine.run(&rx);
     // whatever happened, sources must stop now
     stop.request(StopLevel::Now);
@@ -446,7 +444,18 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
     match finished {
         Ok(()) => {}
         Err(e) if is_broken_pipe(&e) => report.consumer_closed = true,
-        Err(e) => report.output_error = Some(e.to_string()),
+        Err(e) => {
+            let what = match (&cfg_target, report.files.last()) {
+                (Target::Ring { .. }, Some(f)) => format!(
+                    "writing {} failed: {e}; the {} file(s) closed before it are complete",
+                    f.display(),
+                    report.files.len() - 1
+                ),
+                (Target::File { path, .. }, _) => format!("writing {} failed: {e}", path.display()),
+                _ => format!("writing the output failed: {e}"),
+            };
+            report.output_error = Some(what);
+        }
     }
     Ok(report)
 }

@@ -142,6 +142,13 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, String> {
         if gzip {
             return Err("--compress needs an output file (-w FILE)".into());
         }
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(
+                "standard output is a terminal: pipe the capture into a reader \
+                 (| wireshark -k -i -, | tshark -i -) or write it to a file with -w FILE"
+                    .into(),
+            );
+        }
         Target::Stdout
     } else {
         Target::File {
@@ -185,8 +192,9 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, String> {
 fn finish(report: Report, quiet: bool) -> ExitCode {
     if !quiet {
         eprint!("{}", report.summary());
-    } else if let Some(e) = &report.output_error {
-        eprintln!("podcap-merge: error: writing the output failed: {e}");
+    }
+    if let Some(e) = &report.output_error {
+        eprintln!("podcap-merge: error: {e}");
     }
     if report.output_error.is_some() || report.errors() > 0 {
         ExitCode::from(1)

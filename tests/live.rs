@@ -501,3 +501,115 @@ fn replayed_old_captures_merge_in_order_through_the_live_rule() {
         "replay not in time order"
     );
 }
+
+#[test]
+fn a_source_dying_mid_block_is_named_and_the_others_complete() {
+    let dir = tmpdir();
+    let good = dir.path().join("good.pcap");
+    let cut = dir.path().join("cut.pcap");
+    big_pcap(&good, 2000, 1_700_000_000);
+    big_pcap(&cut, 2000, 1_700_000_000);
+    let out = dir.path().join("o.pcapng");
+    let res = bin()
+        .args(["-q", "--cmd"])
+        .arg(format!("good=cat {}", good.display()))
+        .arg("--cmd")
+        .arg(format!("cut=head -c 100003 {}", cut.display()))
+        .arg("-w")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("head -c 100003"), "{stderr}");
+    assert!(stderr.contains("truncated"), "{stderr}");
+    let pk = tshark_packets(&out);
+    assert_eq!(pk.iter().filter(|p| p.iface_name == "good").count(), 2000);
+    assert!(pk.iter().filter(|p| p.iface_name == "cut").count() > 50);
+    capinfos_clean(&out);
+}
+
+#[test]
+fn a_disk_that_fills_during_rotation_gives_a_clear_error_and_valid_closed_files() {
+    let dir = tmpdir();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this test needs root to mount a small tmpfs"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let src = dir.path().join("src.pcap");
+    big_pcap(&src, 8000, 1_700_000_000); // ~4.4 MB: more than the disk holds
+    let res = bin()
+        .args(["-q", "--cmd"])
+        .arg(format!("a=cat {}", src.display()))
+        .arg("-w")
+        .arg(small.join("d.pcapng"))
+        .args(["-b", "filesize:400"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("closed before it are complete"), "{stderr}");
+    let files = ring_files(&small, "d_");
+    assert!(files.len() >= 3, "{files:?}");
+    // every file but the one being written when the disk filled is complete and valid
+    for f in &files[..files.len() - 1] {
+        assert!(tshark_packets(f).len() > 100);
+        capinfos_clean(f);
+    }
+}
+
+#[test]
+fn packets_reach_the_pipe_within_the_window_plus_tens_of_ms() {
+    use podcap_merge::format::{CaptureDecoder, Record};
+    use std::io::Read;
+    let net = NetPair::new("l6");
+    let _ping = Bg::spawn(net.exec(&net.a, &["ping", "-i", "0.05", &net.ip_b]));
+    let mut ours = spawn_capture(&net, &["--reorder-window", "200ms", "--duration", "4"]);
+    let mut pipe = ours.stdout.take().unwrap();
+    let mut dec = CaptureDecoder::new();
+    let mut buf = bytes::BytesMut::new();
+    let mut lags = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    let start = Instant::now();
+    loop {
+        let n = pipe.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(r) = dec.decode(&mut buf).unwrap() {
+            if let Record::Packet(p) = r {
+                if start.elapsed() > Duration::from_secs(1) {
+                    lags.push((now - p.ts.unwrap()) / 1_000_000);
+                }
+            }
+        }
+    }
+    assert!(ours.wait().unwrap().success());
+    assert!(lags.len() > 20, "{} packets", lags.len());
+    let max = *lags.iter().max().unwrap();
+    assert!(
+        max < 200 + 80,
+        "packet-to-pipe lag up to {max} ms (window 200 ms): {lags:?}"
+    );
+    eprintln!("lag ms: max {max}, {} packets", lags.len());
+}
