@@ -3,7 +3,7 @@
 //! and standard input, merged by the watermark rule while they run.
 //!
 //! Each command runs under `sh -c` in its own process group (so a terminal's Ctrl-C reaches us,
-//! not it, and we stop it in order), with SIGTERM as its parent-death signal (so it does not
+//! not it, and we stop it in order), with SIGKILL as its parent-death signal (so it does not
 //! outlive us even if we are killed). Its stderr is drained, kept for error messages and parsed
 //! for tcpdump's drop counts.
 
@@ -85,7 +85,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
@@ -127,6 +127,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     let mut dec = StreamDecoder::default();
     let mut stopping = false; // we asked it to stop: a signal exit is expected
     let mut signalled = false; // it got SIGINT from us already
+    let mut forced = false; // stop at once: no time for it to finish
     let mut failure: Option<String> = None;
     let kill_timer = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
     tokio::pin!(kill_timer);
@@ -151,8 +152,8 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                     let (batch, err) = dec.batch();
                     if !batch.is_empty() {
                         tokio::select! {
-                            ok = tx.records(batch) => if !ok { stopping = true; break },
-                            _ = wait_for(&mut stop, StopLevel::Now) => { stopping = true; break }
+                            ok = tx.records(batch) => if !ok { stopping = true; forced = true; break },
+                            _ = wait_for(&mut stop, StopLevel::Now) => { stopping = true; forced = true; break }
                         }
                     }
                     if let Some(e) = err {
@@ -169,6 +170,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                 let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
                 if level == StopLevel::Now {
                     stopping = true;
+                    forced = true;
                     break;
                 }
                 if level == StopLevel::Graceful && !stopping {
@@ -188,7 +190,9 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     }
     // The stream is over (or we stop reading): make sure the process goes too. One that was
     // already asked to stop is left to finish (a second SIGINT can cut tcpdump's final counts).
-    if failure.is_some() {
+    if forced {
+        signal_group(pgid, libc::SIGKILL);
+    } else if failure.is_some() {
         signal_group(pgid, libc::SIGTERM);
     } else if !signalled {
         signal_group(pgid, libc::SIGINT);

@@ -83,13 +83,20 @@ impl Events {
     }
 }
 
-/// One source's side of the channel.
+/// One source's side of the channel. Dropping it ends the source (so a source that panics
+/// or forgets to call [`SourceTx::end`] cannot hold the merge open).
 #[derive(Debug)]
 pub struct SourceTx {
     pub src: usize,
     tx: Sender<Msg>,
     budget: Arc<Semaphore>,
     budget_bytes: u32,
+}
+
+impl Drop for SourceTx {
+    fn drop(&mut self) {
+        self.send(SourceEvent::End);
+    }
 }
 
 /// What a batch costs against the budget: its bytes plus a little per record, capped at the
@@ -143,10 +150,8 @@ impl SourceTx {
         self.send(SourceEvent::Failed(message.into()));
     }
 
-    /// The source is finished.
-    pub fn end(self) {
-        self.send(SourceEvent::End);
-    }
+    /// The source is finished (the same as dropping it).
+    pub fn end(self) {}
 }
 
 /// Reads from `fd` into the spare capacity of `buf` (at least `want` bytes of room), without

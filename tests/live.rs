@@ -613,3 +613,101 @@ fn packets_reach_the_pipe_within_the_window_plus_tens_of_ms() {
     );
     eprintln!("lag ms: max {max}, {} packets", lags.len());
 }
+
+#[test]
+fn stdin_source_and_a_second_ctrl_c_forcing_the_stop() {
+    let dir = tmpdir();
+    let a = dir.path().join("a.pcap");
+    let b = dir.path().join("b.pcap");
+    big_pcap(&a, 500, 1_700_000_000);
+    big_pcap(&b, 700, 1_700_000_000);
+    let out = dir.path().join("o.pcapng");
+    // a source that ignores SIGINT and SIGTERM and lingers after its data
+    let mut ours = bin()
+        .args(["-q", "--stdin", "piped", "--cmd"])
+        .arg(format!(
+            "stubborn=trap '' INT TERM; cat {}; sleep 31.7",
+            b.display()
+        ))
+        .arg("-w")
+        .arg(&out)
+        .stdin(std::fs::File::open(&a).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    unsafe { libc::kill(ours.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        ours.try_wait().unwrap().is_none(),
+        "first Ctrl-C waits for the sources"
+    );
+    unsafe { libc::kill(ours.id() as i32, libc::SIGINT) };
+    let status =
+        exits_within(&mut ours, Duration::from_secs(1)).expect("second Ctrl-C forces the exit");
+    assert!(status.success(), "{status}");
+    let pk = tshark_packets(&out);
+    assert_eq!(pk.iter().filter(|p| p.iface_name == "piped").count(), 500);
+    assert_eq!(
+        pk.iter().filter(|p| p.iface_name == "stubborn").count(),
+        700
+    );
+    capinfos_clean(&out);
+    let stubborn_left = wait_until(Duration::from_secs(1), || {
+        Command::new("pgrep")
+            .args(["-f", "sleep 31.7"])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(false)
+    });
+    assert!(stubborn_left, "the source's processes must be gone");
+}
+
+#[test]
+fn progress_rows_on_a_terminal() {
+    let dir = tmpdir();
+    let a = dir.path().join("a.pcap");
+    big_pcap(&a, 300, 1_700_000_000);
+    let out = dir.path().join("o.pcapng");
+    // `script` gives the command a terminal for stdin/stdout/stderr; we write to a file
+    let cmd = format!(
+        "{} --cmd 'slow=cat {}; sleep 1.2' -w {}",
+        env!("CARGO_BIN_EXE_podcap-merge"),
+        a.display(),
+        out.display()
+    );
+    let res = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stdout)
+    );
+    let screen = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        screen.contains("slow") && screen.contains("pkts"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("podcap-merge: 1 source(s), 300 packets"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn sigkill_of_podcap_merge_leaves_no_capture_running() {
+    let net = NetPair::new("l7");
+    let mut ours = spawn_capture(&net, &["-w", "/dev/null"]);
+    assert!(wait_until(Duration::from_secs(5), || tcpdumps_in(&net)
+        .len()
+        == 2));
+    ours.kill().unwrap(); // SIGKILL: no chance to clean up
+    ours.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(1), || tcpdumps_in(&net).is_empty()),
+        "tcpdump outlived a killed podcap-merge: {:?}",
+        tcpdumps_in(&net)
+    );
+}
