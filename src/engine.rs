@@ -137,7 +137,8 @@ fn open(target: &Target) -> io::Result<(FileOut, Sink)> {
             options,
         } => {
             let mut ring = Ring::new(path, *gzip, options.clone());
-            let out = ring.open_next()?;
+            let (out, first) = ring.open_next()?;
+            ring.commit(first);
             Ok((
                 out,
                 Sink {
@@ -236,6 +237,11 @@ impl Engine {
 
     fn write(&mut self, idx: usize, rec: crate::format::Record) -> io::Result<()> {
         let is_packet = matches!(rec, crate::format::Record::Packet(_));
+        if is_packet && self.cfg.count.is_some_and(|c| self.written >= c) {
+            // -c N: exactly N packets; what sources still send after that is not written
+            self.written_one(idx);
+            return Ok(());
+        }
         if is_packet {
             if let Some(ring) = &mut self.sink.ring {
                 if ring.due(self.output.position()) {
@@ -258,8 +264,16 @@ impl Engine {
         let Some(ring) = &mut self.sink.ring else {
             return Ok(());
         };
-        let next = ring.open_next()?;
-        let old = self.output.rotate(next)?;
+        let (next, path) = ring.open_next()?;
+        let old = match self.output.rotate(next) {
+            Ok(old) => old,
+            Err(e) => {
+                // the file being finished failed; the new one holds nothing worth keeping
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        ring.commit(path);
         old.close()?;
         ring.prune()
     }
@@ -306,7 +320,10 @@ impl Engine {
             }
         }
         loop {
-            let level = self.stop.level();
+            let mut level = self.stop.level();
+            if level == StopLevel::Graceful && self.cfg.window.is_none() {
+                level = StopLevel::Now; // files: nothing to wait for
+            }
             if level == StopLevel::Now
                 || graceful_since.is_some_and(|t| t.elapsed() >= GRACE + Duration::from_secs(1))
             {
@@ -340,12 +357,13 @@ impl Engine {
                 match self.merger.step_at(now) {
                     Next::Record(idx, rec) => {
                         self.write(idx, rec)?;
-                        if self.cfg.count.is_some_and(|c| self.written >= c) {
+                        if self.cfg.count.is_some_and(|c| self.written >= c)
+                            && self.report.stopped_by.is_none()
+                        {
+                            // stop the sources gracefully: their final counts still arrive
                             self.report.stopped_by =
                                 Some(format!("{} packets written", self.written));
-                            self.stop.request(StopLevel::Now);
-                            self.output.flush()?;
-                            return Ok(());
+                            self.stop.request(StopLevel::Graceful);
                         }
                         n += 1;
                         if n >= 4096 {
@@ -435,9 +453,17 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         ..
     } = engine;
     report.sources = status;
-    let finished = result
-        .and_then(|()| output.finish())
-        .and_then(FileOut::close);
+    let finished = match result {
+        Ok(()) => output.finish().and_then(FileOut::close),
+        Err(e) => {
+            // keep what can be kept (e.g. a ring that could not open its next file still
+            // finishes the current one); the first error is the one reported
+            if !is_broken_pipe(&e) {
+                let _ = output.finish().and_then(FileOut::close);
+            }
+            Err(e)
+        }
+    };
     if let Some(ring) = sink.ring {
         report.files = ring.written;
     }

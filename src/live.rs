@@ -3,8 +3,8 @@
 //! and standard input, merged by the watermark rule while they run.
 //!
 //! Each command runs under `sh -c` in its own process group (so a terminal's Ctrl-C reaches us,
-//! not it, and we stop it in order), with SIGKILL as its parent-death signal (so it does not
-//! outlive us even if we are killed). Its stderr is drained, kept for error messages and parsed
+//! not it, and we stop it in order), with SIGKILL as its parent-death signal (so the command's
+//! own process does not outlive us even if we are killed). Its stderr is drained, kept for error messages and parsed
 //! for tcpdump's drop counts.
 
 use crate::engine::{self, EngineConfig, Report, GRACE};
@@ -103,8 +103,17 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         let state = stderr_state.clone();
         let name = spec.name.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            // bytes, not UTF-8 lines: one odd byte must not stop the draining (an undrained
+            // stderr would stall or kill the capture)
+            let mut reader = BufReader::new(err);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
                 tracing::debug!(source = %name, "stderr: {line}");
                 if let Ok(mut s) = state.lock() {
                     if let Some(n) = parse_drops(&line) {
@@ -125,23 +134,22 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     };
 
     let mut dec = StreamDecoder::default();
-    let mut stopping = false; // we asked it to stop: a signal exit is expected
-    let mut signalled = false; // it got SIGINT from us already
-    let mut forced = false; // stop at once: no time for it to finish
+    let mut st = Stopping {
+        pgid,
+        ..Stopping::default()
+    };
     let mut failure: Option<String> = None;
-    let kill_timer = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+    let mut eof_failure: Option<String> = None;
+    let kill_timer = tokio::time::sleep(FAR);
     tokio::pin!(kill_timer);
-    if *stop.borrow() >= StopLevel::Graceful {
-        stopping = true;
-        signalled = true;
-        signal_group(pgid, libc::SIGINT);
-    }
-    loop {
-        dec.buf.reserve(CMD_READ);
+    let level = *stop.borrow();
+    st.on_level(level, kill_timer.as_mut());
+    'read: loop {
+        crate::source::reserve_for_read(&mut dec.buf, CMD_READ);
         tokio::select! {
             r = stdout.read_buf(&mut dec.buf) => match r {
                 Ok(0) => {
-                    failure = if dec.decoder.offset() == 0 && dec.buf.is_empty() {
+                    eof_failure = if dec.decoder.offset() == 0 && dec.buf.is_empty() {
                         Some(format!("`{}` produced no capture data", spec.command))
                     } else {
                         dec.finish()
@@ -151,9 +159,29 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                 Ok(_) => {
                     let (batch, err) = dec.batch();
                     if !batch.is_empty() {
-                        tokio::select! {
-                            ok = tx.records(batch) => if !ok { stopping = true; forced = true; break },
-                            _ = wait_for(&mut stop, StopLevel::Now) => { stopping = true; forced = true; break }
+                        // waiting for budget (a slow output) must not hide a stop request
+                        let send = tx.records(batch);
+                        tokio::pin!(send);
+                        loop {
+                            tokio::select! {
+                                ok = &mut send => {
+                                    if !ok {
+                                        st.forced = true;
+                                    }
+                                    break;
+                                }
+                                changed = stop.changed() => {
+                                    let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
+                                    st.on_level(level, kill_timer.as_mut());
+                                    if st.forced {
+                                        break;
+                                    }
+                                }
+                                _ = &mut kill_timer => st.kill(kill_timer.as_mut()),
+                            }
+                        }
+                        if st.forced {
+                            break 'read;
                         }
                     }
                     if let Some(e) = err {
@@ -168,33 +196,31 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
             },
             changed = stop.changed() => {
                 let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
-                if level == StopLevel::Now {
-                    stopping = true;
-                    forced = true;
+                st.on_level(level, kill_timer.as_mut());
+                if st.forced {
                     break;
                 }
-                if level == StopLevel::Graceful && !stopping {
-                    // like Ctrl-C on tcpdump: it flushes, prints its counts and exits
-                    stopping = true;
-                    signalled = true;
-                    signal_group(pgid, libc::SIGINT);
-                    kill_timer.as_mut().reset(tokio::time::Instant::now() + GRACE);
-                }
             }
-            _ = &mut kill_timer => {
-                signal_group(pgid, libc::SIGKILL);
-                stopping = true;
-                break;
-            }
+            // killed after the grace period: read what it had written, to the end
+            _ = &mut kill_timer => st.kill(kill_timer.as_mut()),
+        }
+    }
+    let stopping = st.signalled || st.forced;
+    if let Some(f) = eof_failure {
+        if stopping {
+            // we stopped it: a stream cut mid-block (ssh, kubectl) is expected, not a failure
+            tracing::info!(source = %spec.name, "after the stop: {f}");
+        } else {
+            failure = Some(f);
         }
     }
     // The stream is over (or we stop reading): make sure the process goes too. One that was
     // already asked to stop is left to finish (a second SIGINT can cut tcpdump's final counts).
-    if forced {
+    if st.forced {
         signal_group(pgid, libc::SIGKILL);
     } else if failure.is_some() {
         signal_group(pgid, libc::SIGTERM);
-    } else if !signalled {
+    } else if !st.signalled {
         signal_group(pgid, libc::SIGINT);
     }
     drop(stdout);
@@ -231,9 +257,39 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     tx.end();
 }
 
-async fn wait_for(stop: &mut watch::Receiver<StopLevel>, level: StopLevel) {
-    let mut stop = stop.clone();
-    let _ = stop.wait_for(|l| *l >= level).await;
+/// A timer that does not fire.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Where a command source is in stopping.
+#[derive(Default)]
+struct Stopping {
+    pgid: Option<u32>,
+    /// It got SIGINT from us (a graceful stop): its exit and a cut stream are expected.
+    signalled: bool,
+    /// Stop at once: SIGKILL, no waiting.
+    forced: bool,
+}
+
+impl Stopping {
+    fn on_level(&mut self, level: StopLevel, kill_timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+        match level {
+            StopLevel::Now => self.forced = true,
+            StopLevel::Graceful if !self.signalled => {
+                // like Ctrl-C on tcpdump: it flushes, prints its counts and exits
+                self.signalled = true;
+                signal_group(self.pgid, libc::SIGINT);
+                kill_timer.reset(tokio::time::Instant::now() + GRACE);
+            }
+            _ => {}
+        }
+    }
+
+    /// The grace period is over: kill it, then keep reading what it wrote until EOF.
+    fn kill(&mut self, kill_timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+        signal_group(self.pgid, libc::SIGKILL);
+        self.signalled = true;
+        kill_timer.reset(tokio::time::Instant::now() + FAR);
+    }
 }
 
 /// Options of a live run.
@@ -306,7 +362,10 @@ pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> 
     })
 }
 
-async fn handle_signals(stop: Arc<Stop>) {
+/// SIGINT/SIGTERM: the first stops gracefully, the second at once (and if the output still
+/// cannot be finished within 3 s — a reader that stopped reading — exits anyway), a third
+/// exits immediately.
+pub async fn handle_signals(stop: Arc<Stop>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -321,11 +380,22 @@ async fn handle_signals(stop: Arc<Stop>) {
             _ = term.recv() => {},
         }
         count += 1;
-        if count == 1 {
-            eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
-            stop.request(StopLevel::Graceful);
-        } else {
-            stop.request(StopLevel::Now);
+        match count {
+            1 => {
+                eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
+                stop.request(StopLevel::Graceful);
+            }
+            2 => {
+                stop.request(StopLevel::Now);
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    eprintln!(
+                        "podcap-merge: the output is not being read; exiting without finishing it"
+                    );
+                    std::process::exit(1);
+                });
+            }
+            _ => std::process::exit(130),
         }
     }
 }

@@ -51,7 +51,7 @@ struct OutputArgs {
     #[arg(long = "compress", value_name = "gzip", value_parser = ["gzip"])]
     compress: Option<String>,
     /// Stop after writing this many packets.
-    #[arg(short = 'c', long = "count", value_name = "N")]
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Stop after this many seconds (also -a duration:SEC, as dumpcap).
     #[arg(long = "duration", value_name = "SEC")]
@@ -90,8 +90,9 @@ struct LiveArgs {
     #[arg(long = "reorder-window", value_name = "TIME", default_value = "300ms", value_parser = parse_duration)]
     reorder_window: Duration,
     /// Bytes each source may have read ahead of the output (backpressure bound), in KiB.
-    #[arg(long = "source-buffer", value_name = "KiB", default_value_t = 1024)]
-    source_buffer: usize,
+    #[arg(long = "source-buffer", value_name = "KiB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(64..=1024 * 1024))]
+    source_buffer: u64,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -159,12 +160,12 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, String> {
     let mut cfg = EngineConfig::new(target);
     cfg.count = o.count;
     if let Some(d) = o.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            return Err(format!(
-                "--duration {d}: must be a positive number of seconds"
-            ));
-        }
-        cfg.duration = Some(Duration::from_secs_f64(d));
+        cfg.duration = Some(
+            Duration::try_from_secs_f64(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("--duration {d}: must be a positive number of seconds"))?,
+        );
     }
     for a in &o.autostop {
         let (k, v) = a
@@ -203,6 +204,25 @@ fn finish(report: Report, quiet: bool) -> ExitCode {
     }
 }
 
+/// `merge a.pcap b.pcap -w a.pcap` would truncate an input while it is read.
+fn refuse_overwriting_an_input(out: &std::path::Path, inputs: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    for i in inputs {
+        if let Ok(m) = std::fs::metadata(i) {
+            if m.dev() == o.dev() && m.ino() == o.ino() && o.is_file() {
+                return Err(format!(
+                    "the output {} is also an input: write the merge to another file",
+                    out.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_merge(args: MergeArgs) -> Result<ExitCode, String> {
     if args.names.len() > args.files.len() {
         return Err(format!(
@@ -215,13 +235,25 @@ fn run_merge(args: MergeArgs) -> Result<ExitCode, String> {
         return Err("standard input (-) can be given only once".into());
     }
     let cfg = engine_config(&args.out)?;
+    refuse_overwriting_an_input(&args.out.write, &args.files)?;
     let mut names = args.names.into_iter();
     let inputs: Vec<Input> = args
         .files
         .into_iter()
         .map(|f| Input::new(f, names.next()))
         .collect();
-    let report = merge_files(&inputs, cfg).map_err(|e| e.to_string())?;
+    // Ctrl-C: the output is finished (ISBs, gzip trailer) with what was merged so far
+    let stop = std::sync::Arc::new(podcap_merge::stop::Stop::new());
+    let signals = stop.clone();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(podcap_merge::live::handle_signals(signals));
+        }
+    });
+    let report = merge_files(&inputs, cfg, stop).map_err(|e| e.to_string())?;
     Ok(finish(report, args.out.quiet))
 }
 
@@ -246,7 +278,7 @@ fn run_capture(args: LiveArgs) -> Result<ExitCode, String> {
     let opts = LiveOptions {
         commands: args.commands,
         stdin: args.stdin,
-        budget: args.source_buffer.max(64) * 1024,
+        budget: (args.source_buffer * 1024) as usize,
     };
     let report = run_live(opts, cfg).map_err(|e| e.to_string())?;
     Ok(finish(report, args.out.quiet))

@@ -103,7 +103,9 @@ impl Merger {
             last_arrival: now,
             ..SourceQueue::default()
         });
-        self.starving.push_back(id);
+        if self.window.is_none() {
+            self.starving.push_back(id);
+        }
         self.open_empty += 1;
         id
     }
@@ -187,7 +189,9 @@ impl Merger {
             Some(_) => {
                 self.timeless.insert(src);
             }
-            None => self.starving.push_back(src),
+            // (only the exact rule asks for a starving source; the live rule counts them)
+            None if self.window.is_none() => self.starving.push_back(src),
+            None => {}
         }
     }
 
@@ -352,6 +356,19 @@ mod tests {
         m.close(a);
         m.close(b);
         assert_eq!(m.step_at(300 * ms), Next::Done);
+    }
+
+    #[test]
+    fn live_rule_keeps_no_bookkeeping_per_empty_queue() {
+        let mut m = Merger::with_window(std::time::Duration::from_millis(1));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        for i in 0..10_000u64 {
+            m.push_at(a, pkt(i), i * 10_000_000);
+            m.push_at(b, pkt(i), i * 10_000_000);
+            while let Next::Record(..) = m.step_at(i * 10_000_000 + 5_000_000) {}
+        }
+        assert!(m.starving.is_empty(), "{} entries", m.starving.len());
     }
 
     #[test]

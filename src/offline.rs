@@ -58,7 +58,8 @@ const FILE_BUDGET: usize = 3 * READ_CHUNK;
 
 /// Merges `inputs` by the exact rule into `cfg.target`. Bad inputs are reported, never fatal:
 /// what they delivered before the fault is kept and the others are merged to their end.
-pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig) -> io::Result<Report> {
+/// `stop` ends the merge early (e.g. from a signal handler): what was merged is finished.
+pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig, stop: Arc<Stop>) -> io::Result<Report> {
     let (tx, rx) = channel();
     let events = Events::new(tx);
     for input in inputs {
@@ -87,5 +88,5 @@ pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig) -> io::Result<Report
     drop(events);
     cfg.window = None;
     cfg.expected_sources = inputs.len();
-    engine::run(cfg, rx, Arc::new(Stop::new()))
+    engine::run(cfg, rx, stop)
 }

@@ -219,8 +219,8 @@ impl Ring {
         }
     }
 
-    /// Opens the next file of the ring.
-    pub fn open_next(&mut self) -> io::Result<FileOut> {
+    /// Creates the next file of the ring; it counts as written once [`Ring::commit`]ted.
+    pub fn open_next(&mut self) -> io::Result<(FileOut, PathBuf)> {
         self.index += 1;
         let now = SystemTime::now();
         let path = PathBuf::from(format!(
@@ -233,15 +233,19 @@ impl Ring {
         let out = FileOut::create(&path, self.gzip).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
         })?;
+        Ok((out, path))
+    }
+
+    /// The file from [`Ring::open_next`] is now the one written to.
+    pub fn commit(&mut self, path: PathBuf) {
         self.opened = Instant::now();
-        self.opened_wall = now
+        self.opened_wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         self.packets = 0;
         self.kept.push_back(path.clone());
         self.written.push(path);
-        Ok(out)
     }
 
     /// Deletes the oldest files beyond `files:N` (call after the previous file is closed).
@@ -268,7 +272,8 @@ impl Ring {
         let o = &self.options;
         (self.packets > 0 || bytes > 0)
             && (o.packets.is_some_and(|n| self.packets >= n)
-                || o.filesize_kb.is_some_and(|kb| bytes >= kb * 1000)
+                || o.filesize_kb
+                    .is_some_and(|kb| bytes >= kb.saturating_mul(1000))
                 || self.due_by_time())
     }
 

@@ -157,7 +157,7 @@ impl SourceTx {
 /// Reads from `fd` into the spare capacity of `buf` (at least `want` bytes of room), without
 /// zeroing it first. Returns 0 at end of input.
 pub fn read_into(fd: impl AsFd, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-    buf.reserve(want);
+    reserve_for_read(buf, want);
     let spare = buf.spare_capacity_mut();
     loop {
         // SAFETY: `spare` is valid writable memory of `spare.len()` bytes owned by `buf`;
@@ -179,6 +179,17 @@ pub fn read_into(fd: impl AsFd, buf: &mut BytesMut, want: usize) -> io::Result<u
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
+    }
+}
+
+/// Makes room to read into `buf`: a new buffer of `want` bytes only when the spare room of the
+/// current one is nearly used up. Packets are zero-copy slices of these buffers, so small
+/// reads (a live capture delivering one packet at a time) must fill one buffer after another
+/// rather than each pinning a fresh `want`-byte buffer: memory held stays close to the bytes
+/// held, which is what the source's budget counts.
+pub fn reserve_for_read(buf: &mut BytesMut, want: usize) {
+    if buf.capacity() - buf.len() < (want / 8).max(2048) {
+        buf.reserve(want);
     }
 }
 

@@ -249,6 +249,27 @@ fn every_input_bad_still_gives_a_valid_empty_capture() {
 }
 
 #[test]
+fn merge_refuses_to_overwrite_one_of_its_inputs() {
+    let dir = tmpdir();
+    let good = good_pcap(dir.path());
+    let before = std::fs::read(&good).unwrap();
+    let res = bin()
+        .arg("merge")
+        .arg("-w")
+        .arg(&good)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("is also an input"));
+    assert_eq!(
+        std::fs::read(&good).unwrap(),
+        before,
+        "the input is untouched"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let res = bin().args(["merge", "-", "-"]).output().unwrap();
     assert_eq!(res.status.code(), Some(2));
@@ -267,4 +288,20 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("cannot create"));
+    for bad in [
+        &["--duration", "1e20", "--cmd", "a=true"][..],
+        &["-c", "0", "--cmd", "a=true"],
+        &["--source-buffer", "99999999999", "--cmd", "a=true"],
+        &["-b", "files:3", "-w", "x.pcapng", "--cmd", "a=true"],
+        &["-b", "filesize:10"],
+        &["--cmd", "noequals"],
+    ] {
+        let res = bin().args(bad).output().unwrap();
+        assert_eq!(
+            res.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+    }
 }

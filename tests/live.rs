@@ -711,3 +711,23 @@ fn sigkill_of_podcap_merge_leaves_no_capture_running() {
         tcpdumps_in(&net)
     );
 }
+
+#[test]
+fn count_stops_after_exactly_n_packets_and_keeps_tcpdumps_counts() {
+    let net = NetPair::new("l8");
+    let (_srv, _cli) = net.http_traffic();
+    let dir = tmpdir();
+    let out = dir.path().join("c.pcapng");
+    let mut ours = spawn_capture(&net, &["-c", "25", "-w", out.to_str().unwrap()]);
+    let status = exits_within(&mut ours, Duration::from_secs(15)).expect("stops after -c 25");
+    assert!(status.success(), "{status}");
+    assert_eq!(tshark_packets(&out).len(), 25);
+    let blocks = block_kinds(&out);
+    let isbs: Vec<_> = blocks.iter().filter(|b| b.0 == "ISB").collect();
+    assert_eq!(isbs.len(), 2, "{isbs:?}");
+    assert!(
+        isbs.iter().all(|b| !b.1.ends_with(":none")),
+        "tcpdump's counts: {isbs:?}"
+    );
+    assert!(wait_until(Duration::from_secs(1), || tcpdumps_in(&net).is_empty()));
+}

@@ -190,7 +190,7 @@ fn merge_files_writes_one_isb_per_interface_with_counts() {
         path: path.clone(),
         gzip: false,
     });
-    let report = merge_files(&inputs, cfg).unwrap();
+    let report = merge_files(&inputs, cfg, Default::default()).unwrap();
     assert_eq!(report.packets(), 151);
     assert_eq!(report.errors(), 0);
     let out = std::fs::read(&path).unwrap();

@@ -46,7 +46,7 @@ pub struct Interface {
     pub name: Option<String>,
     /// `if_description`, when the input gave one.
     pub description: Option<String>,
-    /// `if_fcslen`, or the FCS length from a classic pcap header.
+    /// `if_fcslen` (in bits, as pcapng stores it), or the FCS length of a classic pcap header.
     pub fcs_len: Option<u8>,
 }
 

@@ -103,9 +103,10 @@ impl PcapDecoder {
         }
         let snap_len = endian.u32(buf, 16);
         let network = endian.u32(buf, 20);
-        // Bits 28..31 of the link-type field: F flag and FCS length in 16-bit words.
-        let fcs_len = if network & 0x1000_0000 != 0 {
-            Some((((network >> 26) & 0x3) * 2) as u8)
+        // libpcap: bit 26 says an FCS length is present, bits 28..31 give it in 16-bit words.
+        // pcapng's if_fcslen (what we carry) is in bits.
+        let fcs_len = if network & 0x0400_0000 != 0 {
+            Some((((network >> 28) & 0xF) * 16) as u8)
         } else {
             None
         };
@@ -122,5 +123,35 @@ impl PcapDecoder {
         Ok(Some(Record::Section {
             big_endian: endian == Endian::Big,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fcs_length_from_the_link_type_field() {
+        // libpcap: bit 26 = FCS length present, bits 28..31 = length in 16-bit words
+        let mut h = Vec::new();
+        h.extend(MAGIC_USEC.to_le_bytes());
+        h.extend(2u16.to_le_bytes());
+        h.extend(4u16.to_le_bytes());
+        h.extend([0u8; 8]);
+        h.extend(65535u32.to_le_bytes());
+        h.extend(0x2400_0001u32.to_le_bytes()); // Ethernet with a 4-byte FCS
+        let mut buf = BytesMut::from(&h[..]);
+        let mut d = PcapDecoder::new();
+        assert!(matches!(
+            d.decode(&mut buf),
+            Ok(Some(Record::Section { .. }))
+        ));
+        match d.decode(&mut buf) {
+            Ok(Some(Record::Interface(i))) => {
+                assert_eq!(i.link_type, 1);
+                assert_eq!(i.fcs_len, Some(32)); // pcapng's if_fcslen is in bits
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
