@@ -211,22 +211,28 @@ fn spawn_capture(net: &NetPair, extra: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-#[test]
-fn consumer_closing_early_ends_everything_within_a_second() {
-    let net = NetPair::new("l2");
-    let (_srv, _cli) = net.http_traffic();
-    let mut ours = spawn_capture(&net, &[]);
+/// `| head -c BYTES`: after the reader leaves, podcap-merge exits 0 within a second.
+fn read_then_close(ours: &mut std::process::Child, bytes: usize) -> Instant {
     let head = Command::new("head")
-        .args(["-c", "10000"])
+        .args(["-c", &bytes.to_string()])
         .stdin(ours.stdout.take().unwrap())
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(head.success());
     let closed = Instant::now();
-    let status = exits_within(&mut ours, Duration::from_secs(1))
+    let status = exits_within(ours, Duration::from_secs(1))
         .expect("podcap-merge still running 1 s after its reader went away");
     assert!(status.success(), "{status}");
+    closed
+}
+
+#[test]
+fn consumer_closing_early_ends_everything_within_a_second() {
+    let net = NetPair::new("l2");
+    let (_srv, _cli) = net.http_traffic();
+    let mut ours = spawn_capture(&net, &[]);
+    let closed = read_then_close(&mut ours, 10000);
     let stderr = std::io::read_to_string(ours.stderr.take().unwrap()).unwrap();
     assert!(!stderr.contains("Broken pipe"), "no error spew: {stderr}");
     assert!(
@@ -240,17 +246,8 @@ fn consumer_closing_early_ends_everything_within_a_second() {
 fn consumer_closing_while_no_packet_flows_is_noticed() {
     let net = NetPair::new("l3"); // no traffic at all
     let mut ours = spawn_capture(&net, &[]);
-    // the section header arrives at once; then nothing flows
-    let head = Command::new("head")
-        .args(["-c", "20"])
-        .stdin(ours.stdout.take().unwrap())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(head.success());
-    let status = exits_within(&mut ours, Duration::from_secs(1))
-        .expect("an idle capture must notice its reader left (poll the pipe)");
-    assert!(status.success(), "{status}");
+    // the section header arrives at once; then nothing flows: the pipe itself must be watched
+    read_then_close(&mut ours, 20);
     assert!(wait_until(Duration::from_secs(1), || tcpdumps_in(&net).is_empty()));
 }
 
@@ -317,18 +314,13 @@ fn ring_rotates_by_size_keeps_every_packet_and_respects_files() {
     big_pcap(&b, 2000, 1_700_000_000);
     // every packet kept: no files limit
     let run = |extra: &[&str]| {
-        let res = bin()
-            .args(["-q", "--cmd"])
-            .arg(format!("a=cat {}", a.display()))
-            .arg("--cmd")
-            .arg(format!("b=cat {}", b.display()))
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            res.status.success(),
-            "{}",
-            String::from_utf8_lossy(&res.stderr)
+        run_ok(
+            bin()
+                .args(["-q", "--cmd"])
+                .arg(format!("a=cat {}", a.display()))
+                .arg("--cmd")
+                .arg(format!("b=cat {}", b.display()))
+                .args(extra),
         );
     };
     let prefix = dir.path().join("all.pcapng");
@@ -401,17 +393,12 @@ fn ring_rotates_by_duration_during_live_capture() {
     let (_srv, _cli) = net.http_traffic();
     let dir = tmpdir();
     let prefix = dir.path().join("t.pcapng");
-    let res = bin()
-        .args(["-q", "--duration", "3.5", "-b", "duration:1", "-w"])
-        .arg(&prefix)
-        .arg("--cmd")
-        .arg(format!("web={}", tcpdump_cmd(&net, &net.b, "any")))
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+    run_ok(
+        bin()
+            .args(["-q", "--duration", "3.5", "-b", "duration:1", "-w"])
+            .arg(&prefix)
+            .arg("--cmd")
+            .arg(format!("web={}", tcpdump_cmd(&net, &net.b, "any"))),
     );
     let files = ring_files(dir.path(), "t_");
     assert!((3..=5).contains(&files.len()), "{files:?}");

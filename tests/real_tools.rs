@@ -56,18 +56,7 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
 
     let inputs = [p("a_us.pcap"), p("b_ns.pcap"), p("c.pcapng")];
     let ours = p("ours.pcapng");
-    let res = bin()
-        .arg("merge")
-        .arg("-w")
-        .arg(&ours)
-        .args(&inputs)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    run_ok(bin().arg("merge").arg("-w").arg(&ours).args(&inputs));
     let theirs = p("mergecap.pcapng");
     run_ok(
         tool("mergecap")
@@ -140,16 +129,11 @@ fn merge_of_real_tcpdump_and_dumpcap_captures_equals_mergecap() {
 
     // the same through stdin and --name
     let file = std::fs::File::open(&inputs[0]).unwrap();
-    let res = bin()
-        .args(["merge", "--name", "from-stdin", "-"])
-        .arg(&inputs[1])
-        .stdin(file)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+    let res = run_ok(
+        bin()
+            .args(["merge", "--name", "from-stdin", "-"])
+            .arg(&inputs[1])
+            .stdin(file),
     );
     let piped = p("piped.pcapng");
     std::fs::write(&piped, &res.stdout).unwrap();

@@ -127,18 +127,7 @@ fn merging_all_vectors_keeps_every_packet_on_its_named_interface() {
     let dir = tmpdir();
     let files = vectors(dir.path());
     let out = dir.path().join("merged.pcapng");
-    let res = bin()
-        .arg("merge")
-        .arg("-w")
-        .arg(&out)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    run_ok(bin().arg("merge").arg("-w").arg(&out).args(&files));
     let merged = tshark_packets(&out);
     let mut expected = Vec::new();
     for f in &files {
