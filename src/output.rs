@@ -23,6 +23,9 @@ struct SourceState {
     sections: u32,
     packets: u64,
     bytes: u64,
+    /// Drops the source reported outside its stream (tcpdump's stderr). They can arrive
+    /// before an interface of the source has been written, so they are applied at ISB time.
+    dropped: Option<u64>,
 }
 
 /// Totals of one output interface.
@@ -101,7 +104,11 @@ impl<W: Write> Output<W> {
     fn write_statistics(&mut self) -> io::Result<()> {
         let now = now_ns();
         for (id, i) in self.interfaces.iter().enumerate() {
-            self.writer.statistics(id as u32, now, &i.totals)?;
+            let mut totals = i.totals;
+            if let Some(d) = self.sources.get(i.source).and_then(|s| s.dropped) {
+                totals.dropped = Some(d);
+            }
+            self.writer.statistics(id as u32, now, &totals)?;
         }
         Ok(())
     }
@@ -220,12 +227,10 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Records drops reported outside the capture stream (e.g. tcpdump's stderr) on every
-    /// interface of `src`'s current section.
+    /// Records drops reported outside the capture stream (e.g. tcpdump's stderr); they go in
+    /// the ISB of every interface of `src`.
     pub fn set_dropped(&mut self, src: usize, dropped: u64) {
-        for &id in &self.sources[src].ifaces {
-            self.interfaces[id as usize].totals.dropped = Some(dropped);
-        }
+        self.sources[src].dropped = Some(dropped);
     }
 
     /// Writes one ISB per interface and flushes; returns the underlying writer.
