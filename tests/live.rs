@@ -718,3 +718,35 @@ fn count_stops_after_exactly_n_packets_and_keeps_tcpdumps_counts() {
     );
     assert!(wait_until(Duration::from_secs(1), || tcpdumps_in(&net).is_empty()));
 }
+
+#[test]
+fn ring_rotates_on_wall_clock_intervals() {
+    let dir = tmpdir();
+    let a = dir.path().join("a.pcap");
+    big_pcap(&a, 200, 1_700_000_000);
+    let prefix = dir.path().join("iv.pcapng");
+    run_ok(
+        bin()
+            .args(["-q", "-b", "interval:1", "--duration", "3.3", "-w"])
+            .arg(&prefix)
+            .arg("--cmd")
+            .arg(format!("a=cat {}; sleep 5", a.display())),
+    );
+    let files = ring_files(dir.path(), "iv_");
+    assert!((3..=5).contains(&files.len()), "{files:?}");
+    let stamp = |p: &std::path::PathBuf| -> u64 {
+        let n = p.file_name().unwrap().to_string_lossy().into_owned();
+        n[9..23].parse().unwrap() // YYYYmmddHHMMSS
+    };
+    // after the first, every file starts on the next wall-clock second (rotations on the
+    // boundary, even with no packet flowing)
+    for w in files[1..].windows(2) {
+        let (s0, s1) = (stamp(&w[0]), stamp(&w[1]));
+        assert!(s1 > s0, "{files:?}");
+    }
+    let total: usize = files.iter().map(|f| tshark_packets(f).len()).sum();
+    assert_eq!(total, 200);
+    for f in &files {
+        capinfos_clean(f);
+    }
+}
