@@ -18,3 +18,4 @@ pub mod progress;
 pub mod sink;
 pub mod source;
 pub mod stop;
+pub mod testcluster;

@@ -1,0 +1,90 @@
+//! `podcap-testcluster`: a local stand-in Kubernetes API server for tests and demos.
+//!
+//! Writes a kubeconfig for itself to `--kubeconfig`, prints `ready` on stdout, and serves until
+//! SIGINT/SIGTERM.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use podcap_merge::testcluster::{parse_labels, Config, TestCluster};
+
+/// A local stand-in Kubernetes API server that the real kubectl accepts.
+#[derive(Debug, Parser)]
+#[command(name = "podcap-testcluster", version)]
+struct Args {
+    /// Number of demo pods (a Deployment's pods, all Running).
+    #[arg(long)]
+    pods: usize,
+    /// Namespace of the demo pods.
+    #[arg(long, default_value = "shop")]
+    namespace: String,
+    /// Labels of the demo pods (and selector of the Deployment and Service), `k=v[,k=v…]`.
+    #[arg(long, default_value = "app=mando")]
+    labels: String,
+    /// Where to write a kubeconfig for this server (written when ready).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Server version to report (kubectl's dispatcher runs the matching client).
+    #[arg(long, default_value = "1.30")]
+    server_version: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podcap-testcluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let config = Config {
+        pods: args.pods,
+        namespace: args.namespace,
+        labels: parse_labels(&args.labels)?,
+        server_version: args.server_version,
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let cluster = TestCluster::start(&config).await?;
+
+    // Write atomically so a reader never sees half a kubeconfig.
+    let tmp = args.kubeconfig.with_extension("tmp-podcap-testcluster");
+    std::fs::write(&tmp, cluster.kubeconfig())
+        .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.kubeconfig)
+        .map_err(|e| format!("rename to {}: {e}", args.kubeconfig.display()))?;
+    eprintln!(
+        "podcap-testcluster: serving {} ({} pods in {}), kubeconfig {}",
+        cluster.server_url(),
+        config.pods,
+        config.namespace,
+        args.kubeconfig.display()
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| format!("SIGINT handler: {e}"))?,
+        _ = sigterm.recv() => {}
+    }
+    cluster.shutdown().await;
+    Ok(())
+}

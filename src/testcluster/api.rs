@@ -1,0 +1,354 @@
+//! Request routing and the JSON the real API server answers with: discovery, lists/gets with
+//! selectors, Tables for `kubectl get`, and `Status` errors.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::discovery;
+use super::objects::{self, field_value, labels_of, str_at, Resource, State};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::table;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct Shared {
+    /// Cluster state; later work adds writers.
+    pub state: Mutex<State>,
+    /// The bearer token clients must present.
+    pub token: String,
+    /// `/version` body.
+    pub version: Value,
+    /// `host:port` for `serverAddressByClientCIDRs`.
+    pub address: String,
+}
+
+impl Shared {
+    /// Locks the state, ignoring poisoning (a panicked handler leaves consistent JSON).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An HTTP response with a full body.
+pub type Resp = Response<Full<Bytes>>;
+
+fn respond(code: StatusCode, content_type: &'static str, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r
+}
+
+fn ok_json(v: &Value) -> Resp {
+    respond(StatusCode::OK, "application/json", format!("{v}\n"))
+}
+
+/// A `Status` failure body, fields in the real server's order; `details` is raw JSON.
+pub fn status_body(code: u16, reason: &str, message: &str, details: Option<&str>) -> String {
+    let q = |s: &str| Value::String(s.to_string()).to_string();
+    let details = details.map_or(String::new(), |d| format!(",\"details\":{d}"));
+    format!(
+        "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":{},\"reason\":{}{details},\"code\":{code}}}\n",
+        q(message),
+        q(reason)
+    )
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Resp {
+    respond(
+        code,
+        "application/json",
+        status_body(code.as_u16(), reason, message, None),
+    )
+}
+
+fn unauthorized() -> Resp {
+    respond(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        unauthorized_body(),
+    )
+}
+
+/// Body of the 401 for a missing or wrong token (f-401-bad-token.json).
+pub fn unauthorized_body() -> String {
+    status_body(401, "Unauthorized", "Unauthorized", None)
+}
+
+/// Body of the 404 for a named object (f-404-get-nonexistent-pod.json): `pods "x" not found`,
+/// details name, group (non-core only), kind.
+pub fn not_found_body(resource: &Resource, name: &str) -> String {
+    let g = if resource.group.is_empty() {
+        String::new()
+    } else {
+        format!(",\"group\":{}", json!(resource.group))
+    };
+    let details = format!(
+        "{{\"name\":{}{g},\"kind\":{}}}",
+        json!(name),
+        json!(resource.name)
+    );
+    let message = format!("{} \"{name}\" not found", resource.qualified());
+    status_body(404, "NotFound", &message, Some(&details))
+}
+
+fn not_found(resource: &Resource, name: &str) -> Resp {
+    respond(
+        StatusCode::NOT_FOUND,
+        "application/json",
+        not_found_body(resource, name),
+    )
+}
+
+fn bad_request(message: &str) -> Resp {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+fn method_not_allowed(message: &str) -> Resp {
+    status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+}
+
+/// What the real server answers for paths it has no handler for.
+fn page_not_found() -> Resp {
+    respond(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "404 page not found\n".to_string(),
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded` query values.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (url_decode(k) == key).then(|| url_decode(v))
+    })
+}
+
+/// Handles one request.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    Ok(route(&shared, &req))
+}
+
+fn route<B>(shared: &Shared, req: &Request<B>) -> Resp {
+    let authorized = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == shared.token);
+    if !authorized {
+        return unauthorized();
+    }
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    let accept = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+
+    // Discovery. Aggregated discovery (Accept …;as=APIGroupDiscoveryList) gets the legacy body
+    // with Content-Type application/json, as servers before 1.26 do; kubectl falls back.
+    let discovery_body = match segs.as_slice() {
+        ["version"] => Some(shared.version.clone()),
+        ["api"] => Some(discovery::api_versions(&shared.address)),
+        ["apis"] => Some(discovery::api_group_list()),
+        ["apis", "apps"] => Some(discovery::apps_group()),
+        ["api", "v1"] => Some(discovery::core_v1()),
+        ["apis", "apps", "v1"] => Some(discovery::apps_v1()),
+        _ => None,
+    };
+    if let Some(body) = discovery_body {
+        if !get {
+            return method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            );
+        }
+        return ok_json(&body);
+    }
+
+    let (group, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
+        _ => return page_not_found(),
+    };
+    // (namespace, resource, name, subresource)
+    let (ns, res, name, sub) = match rest {
+        ["namespaces", ns, res, tail @ ..] => match tail {
+            [] => (Some(*ns), *res, None, None),
+            [name] => (Some(*ns), *res, Some(*name), None),
+            [name, sub] => (Some(*ns), *res, Some(*name), Some(*sub)),
+            _ => return page_not_found(),
+        },
+        [res] => (None, *res, None, None),
+        [res, name] => (None, *res, Some(*name), None),
+        [res, name, sub] => (None, *res, Some(*name), Some(*sub)),
+        _ => return page_not_found(),
+    };
+    let Some(resource) = objects::resource(group, res) else {
+        return page_not_found();
+    };
+    // `namespaces/<ns>/<x>` where the resource is cluster-scoped is not a path the server serves,
+    // except `/api/v1/namespaces/<name>` itself (handled above as `[res, name]`).
+    if ns.is_some() && !resource.namespaced {
+        return page_not_found();
+    }
+    if !get {
+        return method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        );
+    }
+    match sub {
+        None | Some("status") => {}
+        Some("ephemeralcontainers") if resource.name == "pods" => {}
+        // attach, exec, log, portforward, proxy, scale…: not yet.
+        Some(_) => return page_not_found(),
+    }
+
+    let watch = query_param(query, "watch").is_some_and(|w| w == "true" || w == "1");
+    if watch {
+        return method_not_allowed("watch is not implemented by podcap-testcluster yet");
+    }
+    let as_table = accept.contains("as=Table");
+    let st = shared.lock();
+    match name {
+        Some(name) => match st.get(resource.name, ns, name) {
+            Some(obj) if as_table => ok_json(&table::table(
+                resource,
+                &[obj],
+                st.resource_version,
+                objects::now_unix(),
+                &query_param(query, "includeObject").unwrap_or_default(),
+            )),
+            Some(obj) => ok_json(obj),
+            None => not_found(resource, name),
+        },
+        None => list(&st, resource, ns, query, as_table),
+    }
+}
+
+fn list(st: &State, resource: &Resource, ns: Option<&str>, query: &str, as_table: bool) -> Resp {
+    let labels =
+        match LabelSelector::parse(&query_param(query, "labelSelector").unwrap_or_default()) {
+            Ok(l) => l,
+            Err(e) => return bad_request(&e),
+        };
+    let fields =
+        match FieldSelector::parse(&query_param(query, "fieldSelector").unwrap_or_default()) {
+            Ok(f) => f,
+            Err(e) => return bad_request(&e),
+        };
+    if let Some(bad) = fields
+        .0
+        .iter()
+        .find(|r| field_value(resource.name, &json!({}), &r.field).is_none())
+    {
+        return bad_request(&format!("field label not supported: {}", bad.field));
+    }
+    let mut items: Vec<&Value> = st
+        .list(resource.name, ns)
+        .into_iter()
+        .filter(|o| labels.matches(&labels_of(o)))
+        .filter(|o| fields.matches(|f| field_value(resource.name, o, f)))
+        .collect();
+    // etcd returns keys in order: namespace, then name.
+    items.sort_by_key(|o| {
+        (
+            str_at(o, "/metadata/namespace"),
+            str_at(o, "/metadata/name"),
+        )
+    });
+    if as_table {
+        return ok_json(&table::table(
+            resource,
+            &items,
+            st.resource_version,
+            objects::now_unix(),
+            &query_param(query, "includeObject").unwrap_or_default(),
+        ));
+    }
+    // List items carry no kind/apiVersion, like the real server's.
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(m) = o.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    ok_json(&json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": st.resource_version.to_string()},
+        "items": items,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        assert_eq!(
+            url_decode("app+in+%28mando%29%2Ctier"),
+            "app in (mando),tier"
+        );
+        assert_eq!(url_decode("%"), "%");
+        assert_eq!(url_decode("%zz"), "%zz");
+        assert_eq!(url_decode("a%2"), "a%2");
+        assert_eq!(
+            query_param("limit=500&labelSelector=%21missing", "labelSelector").as_deref(),
+            Some("!missing")
+        );
+    }
+
+    #[test]
+    fn status_bodies_are_statuses() {
+        let v: Value =
+            serde_json::from_str(&status_body(401, "Unauthorized", "Unauthorized", None))
+                .expect("json");
+        assert_eq!(v["code"], 401);
+        assert_eq!(v["reason"], "Unauthorized");
+    }
+}

@@ -1,0 +1,225 @@
+//! A local stand-in Kubernetes API server that the real `kubectl` accepts: HTTPS on
+//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, read-only namespaces, nodes,
+//! pods (label/field selectors), services and apps/v1 workloads, as a real v1.28 server
+//! answers. See docs/testing.md for what it does not do yet.
+//!
+//! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
+//! of the runtime); the `podcap-testcluster` binary wraps it.
+
+pub mod api;
+pub mod discovery;
+pub mod objects;
+pub mod selectors;
+pub mod table;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use objects::{Demo, Rng, State};
+
+/// What to serve.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Number of demo pods.
+    pub pods: usize,
+    /// Their namespace.
+    pub namespace: String,
+    /// Their labels.
+    pub labels: BTreeMap<String, String>,
+    /// Reported server version, `1.30` or `1.30.2` (kubectl's dispatcher picks its client by
+    /// the minor version).
+    pub server_version: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pods: 2,
+            namespace: "shop".into(),
+            labels: [("app".to_string(), "mando".to_string())].into(),
+            server_version: "1.30".into(),
+        }
+    }
+}
+
+/// Parses `app=mando,tier=web`.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for kv in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("label {kv:?} is not key=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(format!("label {kv:?} has an empty key"));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// The `/version` body for `1.30` / `v1.30.2`.
+pub fn version_info(server_version: &str) -> Result<Value, String> {
+    let v = server_version.trim().trim_start_matches('v');
+    let parts: Vec<&str> = v.split('.').collect();
+    let numeric = |s: &&str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let (major, minor, patch) = match parts.as_slice() {
+        [a, b] if numeric(a) && numeric(b) => (*a, *b, "0"),
+        [a, b, c] if numeric(a) && numeric(b) && numeric(c) => (*a, *b, *c),
+        _ => {
+            return Err(format!(
+                "server version {server_version:?} is not MAJOR.MINOR[.PATCH]"
+            ))
+        }
+    };
+    Ok(json!({
+        "major": major, "minor": minor, "gitVersion": format!("v{major}.{minor}.{patch}"),
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.0", "compiler": "gc",
+        "platform": "linux/amd64",
+    }))
+}
+
+/// A running test cluster.
+#[derive(Debug)]
+pub struct TestCluster {
+    /// Listening address (127.0.0.1, ephemeral port).
+    pub addr: SocketAddr,
+    /// CA certificate (PEM) that signed the server certificate.
+    pub ca_pem: String,
+    /// Bearer token clients must send.
+    pub token: String,
+    /// Namespace of the demo pods (the kubeconfig context's namespace).
+    pub namespace: String,
+    /// Shared state, for in-process callers that want to inspect or change it.
+    pub shared: Arc<api::Shared>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl TestCluster {
+    /// Generates the PKI, builds the demo state, binds 127.0.0.1:0 and starts serving.
+    pub async fn start(config: &Config) -> Result<TestCluster, String> {
+        let version = version_info(&config.server_version)?;
+        let pki = tls::generate()?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("local_addr: {e}"))?;
+
+        let seed = objects::now_unix() as u64 ^ (u64::from(std::process::id()) << 32);
+        let mut rng = Rng::new(seed ^ u64::from(addr.port()));
+        let token = rng.string(b"0123456789abcdefghijklmnopqrstuvwxyz", 40);
+        let demo = Demo {
+            pods: config.pods,
+            namespace: config.namespace.clone(),
+            labels: config.labels.clone(),
+            git_version: objects::str_at(&version, "/gitVersion").to_string(),
+            seed: rng.next_u64(),
+        };
+        let shared = Arc::new(api::Shared {
+            state: Mutex::new(State::new(&demo)),
+            token: token.clone(),
+            version,
+            address: addr.to_string(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            listener,
+            TlsAcceptor::from(pki.server_config),
+            shared.clone(),
+            stopped,
+        ));
+        Ok(TestCluster {
+            addr,
+            ca_pem: pki.ca_pem,
+            token,
+            namespace: config.namespace.clone(),
+            shared,
+            stop,
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn server_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A kubeconfig (JSON, which kubectl reads like YAML) for this cluster with `token`.
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        let name = "podcap-testcluster";
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
+        let v = json!({
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": name, "cluster": {"server": self.server_url(), "certificate-authority-data": ca}}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": self.namespace}}],
+            "current-context": name,
+        });
+        format!("{v:#}\n")
+    }
+
+    /// A kubeconfig with the right token.
+    pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_with_token(&self.token)
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<api::Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("TLS handshake with {peer}: {e}");
+                    return;
+                }
+            };
+            let service = service_fn(move |req| api::handle(shared.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
