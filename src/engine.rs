@@ -440,8 +440,11 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
     }
     let cfg_target = engine.cfg.target.clone();
     let result = engine.run(&rx);
-    // whatever happened, sources must stop now
+    // whatever happened, sources must stop now (also those waiting for budget)
     stop.request(StopLevel::Now);
+    for src in &engine.srcs {
+        src.budget.close();
+    }
     drop(rx);
     engine.refresh_status();
     engine.progress.clear();
