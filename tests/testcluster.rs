@@ -552,3 +552,574 @@ fn matches_recorded_real_server() {
         }
     }
 }
+
+impl Server {
+    /// `(HTTP code, body)` of a raw request with curl and the right token; None if no curl.
+    fn curl_send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        use base64::Engine as _;
+        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
+        let cluster = &kc["clusters"][0]["cluster"];
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(cluster["certificate-authority-data"].as_str().expect("ca"))
+            .expect("base64");
+        let ca_file = self.dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).expect("write ca");
+        let url = format!("{}{path}", cluster["server"].as_str().expect("server"));
+        let Ok(out) = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca_file)
+            .args(["-X", method, "-H"])
+            .arg(format!("Authorization: Bearer {}", self.token()))
+            .arg("-H")
+            .arg(format!("Content-Type: {content_type}"))
+            .args(["--data-binary", body, "-w", "\n%{http_code}", &url])
+            .output()
+        else {
+            eprintln!("\n!!!! WARNING: curl not found; skipping a raw HTTP check !!!!\n");
+            return None;
+        };
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').expect("status line");
+        Some((code.trim().parse().expect("code"), body.to_string()))
+    }
+
+    /// A long-running kubectl whose stdout lines arrive on the channel; killed by the caller.
+    fn kubectl_stream(&self, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// Watch events (`kubectl get --raw` of a watch that ends after `timeoutSeconds`).
+    fn raw_watch(&self, path_and_query: &str) -> Vec<Value> {
+        let out = self.ok(&["get", "--raw", path_and_query]);
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                assert!(l.starts_with("{\"type\":"), "event line: {l}");
+                parse_json(l)
+            })
+            .collect()
+    }
+
+    fn pod_json(&self, name: &str) -> Value {
+        parse_json(&self.ok(&["get", "pod", name, "-n", "shop", "-o", "json"]))
+    }
+
+    /// Polls the pod until `pred` holds (5 s at most).
+    fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..50 {
+            let pod = self.pod_json(name);
+            if pred(&pod) {
+                return pod;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("pod {name}: {what} did not happen");
+    }
+}
+
+/// Waits (10 s at most) for a line containing all of `words`; returns it.
+fn expect_line(rx: &mpsc::Receiver<String>, words: &[&str], seen: &mut Vec<String>) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if words.iter().all(|w| cols.contains(w)) {
+                    return line;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {words:?}; saw:\n{}", seen.join("\n"));
+}
+
+fn first_mando_pod(s: &Server) -> String {
+    rows(&s.ok(&["get", "pods", "-n", "shop", "-l", "app=mando"]))[0][0].clone()
+}
+
+#[test]
+fn watch_sees_pods_created_and_deleted() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(2, &[]);
+    let (mut watcher, rx) = s.kubectl_stream(&["get", "pods", "-w", "-n", "shop"]);
+    let mut seen = Vec::new();
+    expect_line(&rx, &["NAME", "READY", "STATUS"], &mut seen);
+    expect_line(&rx, &["1/1", "Running"], &mut seen);
+    expect_line(&rx, &["1/1", "Running"], &mut seen);
+
+    assert_eq!(
+        s.ok(&["run", "x", "--image=nginx", "-n", "shop"]).trim(),
+        "pod/x created"
+    );
+    expect_line(&rx, &["x", "0/1", "Pending"], &mut seen);
+    expect_line(&rx, &["x", "0/1", "ContainerCreating"], &mut seen);
+    expect_line(&rx, &["x", "1/1", "Running"], &mut seen);
+    let err = s.fails(&["run", "x", "--image=nginx", "-n", "shop"]);
+    assert!(
+        err.contains("Error from server (AlreadyExists): pods \"x\" already exists"),
+        "{err}"
+    );
+
+    assert_eq!(
+        s.ok(&["delete", "pod", "x", "-n", "shop"]).trim(),
+        "pod \"x\" deleted"
+    );
+    expect_line(&rx, &["x", "Terminating"], &mut seen);
+    let err = s.fails(&["get", "pod", "x", "-n", "shop"]);
+    assert!(err.contains("pods \"x\" not found"), "{err}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+
+    // The new pod got the defaults, a uid and a pod IP of its own.
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "y",
+            "--image=nginx:1.25",
+            "-n",
+            "shop",
+            "--labels=app=other"
+        ])
+        .trim(),
+        "pod/y created"
+    );
+    let pod = s.wait_pod("y", "Running", |p| p["status"]["phase"] == "Running");
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(pod["spec"]["nodeName"], "node-1");
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
+    assert_eq!(pod["metadata"]["uid"].as_str().map(str::len), Some(36));
+    let wide = s.ok(&["get", "pods", "-n", "shop", "-o", "wide"]);
+    let mut ips: Vec<String> = rows(&wide).iter().map(|r| r[5].clone()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 3, "distinct pod IPs: {wide}");
+}
+
+#[test]
+fn raw_watch_events_resource_versions_and_expiry() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(2, &[]);
+    // No resourceVersion: one synthetic ADDED per matching pod, then (nothing) until timeout.
+    let events = s.raw_watch(
+        "/api/v1/namespaces/shop/pods?watch=1&timeoutSeconds=1&labelSelector=app%3Dmando",
+    );
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events
+        .iter()
+        .all(|e| e["type"] == "ADDED" && e["object"]["kind"] == "Pod"));
+
+    let list_rv = parse_json(&s.ok(&["get", "--raw", "/api/v1/namespaces/shop/pods"]))["metadata"]
+        ["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    s.ok(&["run", "w", "--image=nginx", "-n", "shop"]);
+    s.wait_pod("w", "Running", |p| p["status"]["phase"] == "Running");
+    s.ok(&["delete", "pod", "w", "-n", "shop", "--wait=false"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // From the list's resourceVersion: every change since, in order, with rising versions.
+    let events = s.raw_watch(&format!(
+        "/api/v1/pods?watch=true&resourceVersion={list_rv}&timeoutSeconds=3&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dw"
+    ));
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        &types[..5],
+        ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED", "DELETED"],
+        "{events:?}"
+    );
+    assert_eq!(events[0]["object"]["status"]["phase"], "Pending");
+    assert_eq!(events[2]["object"]["status"]["phase"], "Running");
+    assert!(events[3]["object"]["metadata"]["deletionTimestamp"].is_string());
+    assert!(
+        types[5..].iter().all(|t| *t == "BOOKMARK") && types.len() > 5,
+        "{types:?}"
+    );
+    let rvs: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .expect("rv")
+        })
+        .collect();
+    assert!(rvs[..5].windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
+    assert!(rvs[0] > list_rv.parse::<u64>().expect("rv"));
+
+    // Older than the retained window: 410 Expired.
+    let err = s.fails(&["get", "--raw", "/api/v1/pods?watch=1&resourceVersion=5"]);
+    assert!(
+        err.contains("Error from server (Expired): too old resource version: 5 ("),
+        "{err}"
+    );
+    if let Some((code, body)) = s.curl("/api/v1/pods?watch=1&resourceVersion=5", Some(&s.token())) {
+        assert_eq!(code, 410);
+        let v = parse_json(&body);
+        assert_eq!(v["reason"], "Expired");
+        assert_eq!(v["code"], 410);
+    }
+}
+
+#[test]
+fn apply_and_create_pod_manifests() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &[]);
+    let manifest = s.dir.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  containers:\n  - name: app\n    image: nginx:1.25\n    ports: [{containerPort: 80}]\n",
+    )
+    .expect("manifest");
+    let m = manifest.to_str().expect("path");
+    assert_eq!(
+        s.ok(&["apply", "-f", m, "-n", "shop"]).trim(),
+        "pod/web created"
+    );
+    assert_eq!(
+        s.ok(&["apply", "-f", m, "-n", "shop"]).trim(),
+        "pod/web unchanged"
+    );
+    let err = s.fails(&["create", "-f", m, "-n", "shop"]);
+    assert!(err.contains("pods \"web\" already exists"), "{err}");
+    let pod = s.wait_pod("web", "Running", |p| p["status"]["phase"] == "Running");
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert!(
+        pod["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    assert!(pod["status"]["podIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.244.")));
+    let out = s.ok(&["get", "pods", "-n", "shop", "-l", "app=web"]);
+    assert_eq!(rows(&out).len(), 1, "{out}");
+}
+
+#[test]
+fn debug_adds_an_ephemeral_container() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &[]);
+    let pod = first_mando_pod(&s);
+    let rv0 = s.pod_json(&pod)["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+
+    // Without -i kubectl only creates the container.
+    let out = s.ok(&[
+        "debug",
+        "-n",
+        "shop",
+        &pod,
+        "--image=busybox",
+        "--target=app",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    let first = out
+        .split("Defaulting debug container name to ")
+        .nth(1)
+        .and_then(|r| r.split('.').next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let p = s.wait_pod(&pod, "ephemeral container running", |p| {
+        p["status"]["ephemeralContainerStatuses"][0]["state"]["running"].is_object()
+    });
+    let ec = &p["spec"]["ephemeralContainers"][0];
+    assert_eq!(ec["name"], first.as_str());
+    assert_eq!(ec["image"], "busybox");
+    assert_eq!(ec["targetContainerName"], "app");
+    assert_eq!(ec["command"], serde_json::json!(["sleep", "1"]));
+    assert_eq!(p["status"]["ephemeralContainerStatuses"][0]["ready"], false);
+
+    // The watch saw the recorded sequence: spec only, then waiting (ContainerCreating), running.
+    let events = s.raw_watch(&format!(
+        "/api/v1/namespaces/shop/pods?watch=1&resourceVersion={rv0}&timeoutSeconds=1&fieldSelector=metadata.name%3D{pod}"
+    ));
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events.iter().all(|e| e["type"] == "MODIFIED"));
+    assert!(events[0]["object"]["status"]["ephemeralContainerStatuses"].is_null());
+    assert_eq!(
+        events[1]["object"]["status"]["ephemeralContainerStatuses"][0]["state"]["waiting"]
+            ["reason"],
+        "ContainerCreating"
+    );
+    assert!(
+        events[2]["object"]["status"]["ephemeralContainerStatuses"][0]["state"]["running"]
+            .is_object()
+    );
+
+    // With -i kubectl waits (a watch) for it to run, then fails to attach (not implemented).
+    let out = s.kubectl(&[
+        "debug",
+        "-i",
+        "-n",
+        "shop",
+        &pod,
+        "--image=busybox",
+        "--target=app",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unable to upgrade connection"), "{err}");
+    let p = s.pod_json(&pod);
+    let names: Vec<&str> = p["spec"]["ephemeralContainers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], first, "the newest is first: {names:?}");
+    assert_eq!(p["spec"]["ephemeralContainers"][0]["stdin"], true);
+
+    // PUT of the subresource with a duplicate name: 422.
+    let mut dup = p.clone();
+    let copy = dup["spec"]["ephemeralContainers"][1].clone();
+    dup["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .expect("list")
+        .push(copy);
+    let file = s.dir.path().join("dup.json");
+    std::fs::write(&file, dup.to_string()).expect("write");
+    let path = format!("/api/v1/namespaces/shop/pods/{pod}/ephemeralcontainers");
+    let err = s.fails(&[
+        "replace",
+        "--raw",
+        &path,
+        "-f",
+        file.to_str().expect("path"),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "is invalid: spec.ephemeralContainers[2].name: Duplicate value: \"{first}\""
+        )),
+        "{err}"
+    );
+
+    // JSON patch adding a changed duplicate: both errors, as recorded.
+    let patch = format!(
+        r#"[{{"op":"add","path":"/spec/ephemeralContainers/-","value":{{"name":"{first}","image":"busybox","command":["sleep","2"]}}}}]"#
+    );
+    if let Some((code, body)) = s.curl_send("PATCH", &path, "application/json-patch+json", &patch) {
+        assert_eq!(code, 422, "{body}");
+        let v = parse_json(&body);
+        assert_eq!(v["reason"], "Invalid");
+        let prefix = format!("Pod \"{pod}\" is invalid: [spec.ephemeralContainers[2].name: Duplicate value: \"{first}\", spec.ephemeralContainers: Forbidden: existing ephemeral containers \"{first}\" may not be changed\n");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&prefix)),
+            "{body}"
+        );
+        assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueDuplicate");
+        assert_eq!(v["details"]["causes"][1]["reason"], "FieldValueForbidden");
+    }
+    // Removing one, via merge patch (replaces the list): 422 "may not be removed".
+    let keep =
+        serde_json::json!({"spec": {"ephemeralContainers": [p["spec"]["ephemeralContainers"][0]]}});
+    if let Some((code, body)) = s.curl_send(
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        &keep.to_string(),
+    ) {
+        assert_eq!(code, 422, "{body}");
+        let v = parse_json(&body);
+        assert_eq!(
+            v["message"],
+            format!("Pod \"{pod}\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"{first}\" may not be removed\n")
+        );
+    }
+    // SMP with a name taken by a regular container; then one without an image.
+    let smp = r#"{"spec":{"ephemeralContainers":[{"name":"app","image":"busybox"}]}}"#;
+    if let Some((code, body)) = s.curl_send(
+        "PATCH",
+        &path,
+        "application/strategic-merge-patch+json",
+        smp,
+    ) {
+        assert_eq!(code, 422, "{body}");
+        assert_eq!(
+            parse_json(&body)["message"],
+            format!("Pod \"{pod}\" is invalid: spec.ephemeralContainers[0].name: Duplicate value: \"app\"")
+        );
+    }
+    let smp = r#"{"spec":{"ephemeralContainers":[{"name":"noimage"}]}}"#;
+    if let Some((code, body)) = s.curl_send(
+        "PATCH",
+        &path,
+        "application/strategic-merge-patch+json",
+        smp,
+    ) {
+        assert_eq!(code, 422, "{body}");
+        assert_eq!(
+            parse_json(&body)["message"],
+            format!("Pod \"{pod}\" is invalid: spec.ephemeralContainers[0].image: Required value")
+        );
+    }
+    assert_eq!(
+        s.pod_json(&pod)["spec"]["ephemeralContainers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "failed patches change nothing"
+    );
+}
+
+/// The 422 bodies for ephemeral containers are the real server's, computed on the recorded pod.
+#[test]
+fn ephemeral_validation_matches_recorded_real_server() {
+    use podcap_merge::testcluster::{ephemeral, patch, write};
+    let Some(dir) = shared_dir() else { return };
+    let pod = fact(&dir, "f-get-pod-mando-2-with-ephemeral.json");
+    let check = |new_ecs: Vec<Value>, fact_name: &str| {
+        let mut new_ecs = new_ecs;
+        new_ecs.iter_mut().for_each(write::default_container);
+        let causes = ephemeral::validate(&pod, &new_ecs);
+        let ours: Value =
+            serde_json::from_str(&write::invalid_body("Pod", "mando-2", &causes)).expect("json");
+        let real = fact(&dir, fact_name);
+        if fact_name == "f-422-change-existing.json" {
+            // The Go diff after the first line is not reproduced.
+            let first = |v: &Value| {
+                v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            };
+            assert_eq!(first(&ours), first(&real));
+            assert_eq!(
+                ours["details"]["causes"][0]["field"],
+                real["details"]["causes"][0]["field"]
+            );
+            assert_eq!(
+                ours["details"]["causes"][0]["reason"],
+                real["details"]["causes"][0]["reason"]
+            );
+        } else {
+            assert_eq!(ours, real, "{fact_name}");
+        }
+    };
+    let smp = |p: Value| {
+        let mut pod = pod.clone();
+        patch::strategic_merge_patch(&mut pod, &p);
+        pod["spec"]["ephemeralContainers"]
+            .as_array()
+            .cloned()
+            .expect("list")
+    };
+    check(
+        smp(
+            serde_json::json!({"spec": {"ephemeralContainers": [{"name": "app", "image": "k8sfeas.local/netshoot:1"}]}}),
+        ),
+        "f-422-name-collides-with-container.json",
+    );
+    check(
+        smp(
+            serde_json::json!({"spec": {"ephemeralContainers": [{"name": "x", "image": "k8sfeas.local/netshoot:1", "targetContainerName": "nope"}]}}),
+        ),
+        "f-422-bad-target.json",
+    );
+    let mut removed = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .expect("list");
+    removed.retain(|c| c["name"] != "cap-e-kill");
+    check(removed, "f-422-remove-existing-jsonpatch.json");
+    check(
+        smp(
+            serde_json::json!({"spec": {"ephemeralContainers": [{"name": "cap-b", "command": ["tcpdump", "-i", "eth0", "-U", "-w", "-"]}]}}),
+        ),
+        "f-422-change-existing.json",
+    );
+    // A JSON-patch-added duplicate: the same two causes as the real server, in its order.
+    let mut dup = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .expect("list");
+    dup.push(serde_json::json!({"name": "cap-b", "image": "k8sfeas.local/netshoot:1", "command": ["sleep", "1"]}));
+    dup.iter_mut().for_each(write::default_container);
+    let ours = ephemeral::validate(&pod, &dup);
+    let real = fact(&dir, "f-422-duplicate-name-jsonpatch.json");
+    assert_eq!(ours.len(), 2);
+    // (The recorded pod had 7 ephemeral containers then, 8 now: compare the index-free field.)
+    let unindexed = |f: &str| f.split('[').next().unwrap_or("").to_string();
+    for (i, c) in ours.iter().enumerate() {
+        assert_eq!(
+            unindexed(&c.field),
+            unindexed(
+                real["details"]["causes"][i]["field"]
+                    .as_str()
+                    .expect("field")
+            )
+        );
+        assert_eq!(
+            c.reason,
+            real["details"]["causes"][i]["reason"]
+                .as_str()
+                .expect("reason")
+        );
+    }
+    // The recorded watch stream: `type` comes before `object` on every line.
+    let text = std::fs::read_to_string(dir.join("f-watch-events.jsonl")).expect("watch facts");
+    assert!(text.lines().all(|l| l.starts_with("{\"type\":\"")));
+    // kubectl's SMP for a new container (b-patch-request.json) prepends it.
+    let mut before = pod.clone();
+    before["spec"]["ephemeralContainers"] = serde_json::json!([{"name": "older", "image": "x"}]);
+    patch::strategic_merge_patch(&mut before, &fact(&dir, "b-patch-request.json"));
+    assert_eq!(before["spec"]["ephemeralContainers"][0]["name"], "cap-b");
+    assert_eq!(before["spec"]["ephemeralContainers"][1]["name"], "older");
+}

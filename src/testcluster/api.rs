@@ -2,11 +2,13 @@
 //! selectors, Tables for `kubectl get`, and `Status` errors.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -15,6 +17,7 @@ use super::discovery;
 use super::objects::{self, field_value, labels_of, str_at, Resource, State};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::table;
+use super::{ephemeral, watch, write};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -36,11 +39,49 @@ impl Shared {
     }
 }
 
-/// An HTTP response with a full body.
-pub type Resp = Response<Full<Bytes>>;
+/// A response body: all at once (with Content-Length), or streamed chunk by chunk (watches,
+/// chunked transfer encoding) until the sender is dropped.
+#[derive(Debug)]
+pub enum Body {
+    /// A complete body; `None` once sent.
+    Full(Option<Bytes>),
+    /// Chunks as they come.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
 
-fn respond(code: StatusCode, content_type: &'static str, body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// An HTTP response.
+pub type Resp = Response<Body>;
+
+/// A response with `body`, the real server's Content-Type and Cache-Control.
+pub fn respond(code: StatusCode, content_type: &'static str, body: String) -> Resp {
+    let mut r = Response::new(Body::Full(Some(Bytes::from(body))));
     *r.status_mut() = code;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -50,7 +91,12 @@ fn respond(code: StatusCode, content_type: &'static str, body: String) -> Resp {
 }
 
 fn ok_json(v: &Value) -> Resp {
-    respond(StatusCode::OK, "application/json", format!("{v}\n"))
+    json_resp(StatusCode::OK, v)
+}
+
+/// `v` as `application/json` with status `code`.
+pub fn json_resp(code: StatusCode, v: &Value) -> Resp {
+    respond(code, "application/json", format!("{v}\n"))
 }
 
 /// A `Status` failure body, fields in the real server's order; `details` is raw JSON.
@@ -64,7 +110,8 @@ pub fn status_body(code: u16, reason: &str, message: &str, details: Option<&str>
     )
 }
 
-fn status(code: StatusCode, reason: &str, message: &str) -> Resp {
+/// A `Status` failure response without details.
+pub fn status(code: StatusCode, reason: &str, message: &str) -> Resp {
     respond(
         code,
         "application/json",
@@ -102,7 +149,8 @@ pub fn not_found_body(resource: &Resource, name: &str) -> String {
     status_body(404, "NotFound", &message, Some(&details))
 }
 
-fn not_found(resource: &Resource, name: &str) -> Resp {
+/// 404 NotFound for a named object.
+pub fn not_found(resource: &Resource, name: &str) -> Resp {
     respond(
         StatusCode::NOT_FOUND,
         "application/json",
@@ -110,7 +158,8 @@ fn not_found(resource: &Resource, name: &str) -> Resp {
     )
 }
 
-fn bad_request(message: &str) -> Resp {
+/// 400 BadRequest.
+pub fn bad_request(message: &str) -> Resp {
     status(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
@@ -152,19 +201,34 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_param(query: &str, key: &str) -> Option<String> {
+/// A decoded query parameter.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (url_decode(k) == key).then(|| url_decode(v))
     })
 }
 
+/// Largest request body accepted (the real server's limit is 3 MiB).
+const MAX_BODY: usize = 3 << 20;
+
 /// Handles one request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    Ok(route(&shared, &req))
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Ok(status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &format!("request body: {e}"),
+            ))
+        }
+    };
+    Ok(route(&shared, &Request::from_parts(parts, body)))
 }
 
-fn route<B>(shared: &Shared, req: &Request<B>) -> Resp {
+fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
     let authorized = req
         .headers()
         .get(AUTHORIZATION)
@@ -193,6 +257,8 @@ fn route<B>(shared: &Shared, req: &Request<B>) -> Resp {
         ["apis", "apps"] => Some(discovery::apps_group()),
         ["api", "v1"] => Some(discovery::core_v1()),
         ["apis", "apps", "v1"] => Some(discovery::apps_v1()),
+        ["openapi", "v3"] => Some(discovery::openapi_v3_root()),
+        ["openapi", "v3", "api", "v1"] => Some(discovery::openapi_v3_core_v1()),
         _ => None,
     };
     if let Some(body) = discovery_body {
@@ -230,23 +296,66 @@ fn route<B>(shared: &Shared, req: &Request<B>) -> Resp {
     if ns.is_some() && !resource.namespaced {
         return page_not_found();
     }
-    if !get {
-        return method_not_allowed(
-            "the server does not allow this method on the requested resource",
-        );
-    }
     match sub {
         None | Some("status") => {}
         Some("ephemeralcontainers") if resource.name == "pods" => {}
         // attach, exec, log, portforward, proxy, scale…: not yet.
         Some(_) => return page_not_found(),
     }
+    let as_table = accept.contains("as=Table");
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let m = req.method();
+    match (resource.name, ns, name, sub) {
+        ("pods", Some(ns), None, None) if m == Method::POST => {
+            return write::create_pod(shared, ns, req.body(), query)
+        }
+        ("pods", Some(ns), Some(name), None) if m == Method::DELETE => {
+            return write::delete_pod(shared, ns, name, req.body(), query)
+        }
+        ("pods", Some(ns), Some(name), Some("ephemeralcontainers"))
+            if m == Method::PATCH || m == Method::PUT =>
+        {
+            return ephemeral::update(
+                shared,
+                ns,
+                name,
+                m == Method::PUT,
+                content_type,
+                req.body(),
+                query,
+            )
+        }
+        _ => {}
+    }
+    if !get {
+        return method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        );
+    }
 
     let watch = query_param(query, "watch").is_some_and(|w| w == "true" || w == "1");
     if watch {
-        return method_not_allowed("watch is not implemented by podcap-testcluster yet");
+        if name.is_some() {
+            return method_not_allowed("watch of a single object: use a list with a fieldSelector");
+        }
+        let (labels, fields) = match selectors(resource, query) {
+            Ok(s) => s,
+            Err(e) => return bad_request(&e),
+        };
+        return watch::start(
+            shared,
+            resource,
+            ns,
+            labels,
+            fields,
+            query,
+            as_table.then(|| query_param(query, "includeObject").unwrap_or_default()),
+        );
     }
-    let as_table = accept.contains("as=Table");
     let st = shared.lock();
     match name {
         Some(name) => match st.get(resource.name, ns, name) {
@@ -264,24 +373,25 @@ fn route<B>(shared: &Shared, req: &Request<B>) -> Resp {
     }
 }
 
-fn list(st: &State, resource: &Resource, ns: Option<&str>, query: &str, as_table: bool) -> Resp {
-    let labels =
-        match LabelSelector::parse(&query_param(query, "labelSelector").unwrap_or_default()) {
-            Ok(l) => l,
-            Err(e) => return bad_request(&e),
-        };
-    let fields =
-        match FieldSelector::parse(&query_param(query, "fieldSelector").unwrap_or_default()) {
-            Ok(f) => f,
-            Err(e) => return bad_request(&e),
-        };
+/// The label and field selectors of a list or watch (Err: the 400 message).
+fn selectors(resource: &Resource, query: &str) -> Result<(LabelSelector, FieldSelector), String> {
+    let labels = LabelSelector::parse(&query_param(query, "labelSelector").unwrap_or_default())?;
+    let fields = FieldSelector::parse(&query_param(query, "fieldSelector").unwrap_or_default())?;
     if let Some(bad) = fields
         .0
         .iter()
         .find(|r| field_value(resource.name, &json!({}), &r.field).is_none())
     {
-        return bad_request(&format!("field label not supported: {}", bad.field));
+        return Err(format!("field label not supported: {}", bad.field));
     }
+    Ok((labels, fields))
+}
+
+fn list(st: &State, resource: &Resource, ns: Option<&str>, query: &str, as_table: bool) -> Resp {
+    let (labels, fields) = match selectors(resource, query) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
+    };
     let mut items: Vec<&Value> = st
         .list(resource.name, ns)
         .into_iter()

@@ -176,3 +176,35 @@ pub fn apps_v1() -> Value {
     ];
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": resources})
 }
+
+/// `/openapi/v3`: the index of per-group-version documents. Only `api/v1` is served, and only
+/// so far as kubectl needs it to decide that the server validates fields itself (so `kubectl
+/// apply/create` send `fieldValidation=Strict` instead of downloading schemas).
+pub fn openapi_v3_root() -> Value {
+    json!({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"}}})
+}
+
+/// `/openapi/v3/api/v1`: a stub with one PATCH operation per core kind, each declaring the
+/// `fieldValidation` query parameter (what client-go's `QueryParamVerifierV3` looks for). No
+/// schemas: `kubectl explain` does not work.
+pub fn openapi_v3_core_v1() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (plural, kind, namespaced) in [
+        ("pods", "Pod", true),
+        ("services", "Service", true),
+        ("namespaces", "Namespace", false),
+        ("nodes", "Node", false),
+    ] {
+        let path = if namespaced {
+            format!("/api/v1/namespaces/{{namespace}}/{plural}/{{name}}")
+        } else {
+            format!("/api/v1/{plural}/{{name}}")
+        };
+        paths.insert(path, json!({"patch": {
+            "x-kubernetes-group-version-kind": {"group": "", "kind": kind, "version": "v1"},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
+            "responses": {"200": {"description": "OK"}},
+        }}));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "unversioned"}, "paths": paths})
+}

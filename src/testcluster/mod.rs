@@ -1,17 +1,21 @@
 //! A local stand-in Kubernetes API server that the real `kubectl` accepts: HTTPS on
-//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, read-only namespaces, nodes,
-//! pods (label/field selectors), services and apps/v1 workloads, as a real v1.28 server
-//! answers. See docs/testing.md for what it does not do yet.
+//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes, pods
+//! (label/field selectors, watch, create, delete, ephemeral containers), services and apps/v1
+//! workloads, as a real v1.28 server answers. See docs/testing.md for what it does not do yet.
 //!
 //! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
 //! of the runtime); the `podcap-testcluster` binary wraps it.
 
 pub mod api;
 pub mod discovery;
+pub mod ephemeral;
 pub mod objects;
+pub mod patch;
 pub mod selectors;
 pub mod table;
 pub mod tls;
+pub mod watch;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -104,7 +108,7 @@ pub struct TestCluster {
     pub namespace: String,
     /// Shared state, for in-process callers that want to inspect or change it.
     pub shared: Arc<api::Shared>,
-    stop: watch::Sender<bool>,
+    stop: tokio_watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -136,7 +140,7 @@ impl TestCluster {
             version,
             address: addr.to_string(),
         });
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = tokio_watch::channel(false);
         let task = tokio::spawn(serve(
             listener,
             TlsAcceptor::from(pki.server_config),
@@ -189,7 +193,7 @@ async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<api::Shared>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: tokio_watch::Receiver<bool>,
 ) {
     loop {
         let (tcp, peer) = tokio::select! {

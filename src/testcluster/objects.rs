@@ -2,7 +2,7 @@
 //! with its ReplicaSet and N pods, Services), kept behind a `Mutex` in [`super::api`] so later
 //! work can add create/delete/watch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
@@ -130,6 +130,24 @@ pub struct Demo {
     pub seed: u64,
 }
 
+/// One change to an object, kept for watches.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// resourceVersion of the change (the new object's, or the deleted object's last).
+    pub rv: u64,
+    /// Resource name (`pods`).
+    pub resource: &'static str,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    /// The object before the change (None for ADDED).
+    pub old: Option<Value>,
+    /// The object after the change (for DELETED: the object as it was deleted).
+    pub new: Value,
+}
+
+/// How many changes a watch can be resumed from (older resourceVersions get 410 Expired).
+pub const HISTORY_LIMIT: usize = 1000;
+
 /// Mutable server state.
 #[derive(Debug)]
 pub struct State {
@@ -139,6 +157,18 @@ pub struct State {
     pub objects: BTreeMap<&'static str, Vec<Value>>,
     /// Unix seconds of "now" at construction; every object was created then.
     pub started: i64,
+    /// Recent changes, oldest first, all with `rv > history_base`.
+    pub history: VecDeque<Event>,
+    /// Watches from a resourceVersion below this get 410 Expired ("too old resource version").
+    pub history_base: u64,
+    /// Maximum length of `history`.
+    pub history_limit: usize,
+    /// Carries the latest resourceVersion; watches wait on it.
+    pub changed: tokio::sync::watch::Sender<u64>,
+    /// Index of the next pod IP to hand out (10.244.i/250.i%250+2).
+    pub next_ip: usize,
+    /// Names, uids, container ids of created objects.
+    pub rng: Rng,
 }
 
 /// xorshift64*: names and uids only, not security.
@@ -268,6 +298,12 @@ impl State {
             resource_version: 200,
             objects: BTreeMap::new(),
             started,
+            history: VecDeque::new(),
+            history_base: 0,
+            history_limit: HISTORY_LIMIT,
+            changed: tokio::sync::watch::channel(0).0,
+            next_ip: demo.pods,
+            rng: Rng::new(demo.seed ^ 0x5bd1_e995),
         };
         let mut rng = Rng::new(demo.seed);
         let ts = rfc3339(started);
@@ -443,7 +479,98 @@ impl State {
         for r in RESOURCES {
             st.objects.entry(r.name).or_default();
         }
+        // The start-up objects are in the watch history too, so a watch can resume from any
+        // object's resourceVersion; only versions before them are "too old".
+        let mut added: Vec<Event> = st
+            .objects
+            .iter()
+            .flat_map(|(resource, objs)| {
+                objs.iter().map(|o| Event {
+                    rv: str_at(o, "/metadata/resourceVersion").parse().unwrap_or(0),
+                    resource,
+                    kind: "ADDED",
+                    old: None,
+                    new: o.clone(),
+                })
+            })
+            .collect();
+        added.sort_by_key(|e| e.rv);
+        st.history_base = added.first().map_or(st.resource_version, |e| e.rv - 1);
+        st.history = added.into();
+        st.changed.send_replace(st.resource_version);
         st
+    }
+
+    /// A new pod IP (10.244.x.y), distinct from every one handed out before.
+    pub fn next_pod_ip(&mut self) -> String {
+        let i = self.next_ip;
+        self.next_ip += 1;
+        format!("10.244.{}.{}", i / 250, i % 250 + 2)
+    }
+
+    fn record(
+        &mut self,
+        resource: &'static str,
+        kind: &'static str,
+        old: Option<Value>,
+        new: Value,
+    ) {
+        self.history.push_back(Event {
+            rv: self.resource_version,
+            resource,
+            kind,
+            old,
+            new,
+        });
+        while self.history.len() > self.history_limit {
+            if let Some(e) = self.history.pop_front() {
+                self.history_base = e.rv;
+            }
+        }
+        self.changed.send_replace(self.resource_version);
+    }
+
+    /// Creates or replaces (by namespace and name) an object: bumps the resourceVersion,
+    /// stores it in `metadata.resourceVersion`, records ADDED/MODIFIED for watches. Returns
+    /// the stored object.
+    pub fn put(&mut self, resource: &'static str, mut obj: Value) -> Value {
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let ns = str_at(&obj, "/metadata/namespace").to_string();
+        let name = str_at(&obj, "/metadata/name").to_string();
+        let objs = self.objects.entry(resource).or_default();
+        let old = match objs.iter().position(|o| {
+            str_at(o, "/metadata/namespace") == ns && str_at(o, "/metadata/name") == name
+        }) {
+            Some(i) => Some(std::mem::replace(&mut objs[i], obj.clone())),
+            None => {
+                objs.push(obj.clone());
+                None
+            }
+        };
+        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        self.record(resource, kind, old, obj.clone());
+        obj
+    }
+
+    /// Removes an object; the DELETED event carries it with a new resourceVersion.
+    pub fn remove(
+        &mut self,
+        resource: &'static str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let objs = self.objects.get_mut(resource)?;
+        let i = objs.iter().position(|o| {
+            namespace.is_none_or_eq(str_at(o, "/metadata/namespace"))
+                && str_at(o, "/metadata/name") == name
+        })?;
+        let old = objs.remove(i);
+        let rv = self.next_rv();
+        let mut gone = old.clone();
+        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.record(resource, "DELETED", Some(old), gone.clone());
+        Some(gone)
     }
 
     /// Next resourceVersion.

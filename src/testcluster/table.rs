@@ -133,6 +133,19 @@ fn int_at(obj: &Value, p: &str) -> i64 {
     obj.pointer(p).and_then(Value::as_i64).unwrap_or(0)
 }
 
+/// kubectl's pod STATUS: `Terminating` once deletion started, else a waiting container's
+/// reason (`ContainerCreating`), else the phase.
+fn pod_status(obj: &Value, statuses: &[Value]) -> String {
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".into();
+    }
+    statuses
+        .iter()
+        .find_map(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str))
+        .unwrap_or_else(|| str_at(obj, "/status/phase"))
+        .to_string()
+}
+
 fn cells(resource: &str, obj: &Value, age: String) -> Vec<Value> {
     let name = json!(str_at(obj, "/metadata/name"));
     let none = "<none>";
@@ -162,7 +175,7 @@ fn cells(resource: &str, obj: &Value, age: String) -> Vec<Value> {
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
-                json!(str_at(obj, "/status/phase")),
+                json!(pod_status(obj, &statuses)),
                 json!(restarts),
                 json!(age),
                 json!(or_none(str_at(obj, "/status/podIP"))),

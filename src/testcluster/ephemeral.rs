@@ -1,0 +1,298 @@
+//! The `pods/NAME/ephemeralcontainers` subresource: PATCH (strategic merge, JSON patch, merge
+//! patch) and PUT, validated like the real server (422 Invalid with its messages), then a
+//! pretend kubelet that moves each new ephemeral container from `waiting` (ContainerCreating)
+//! to `running`. Only `spec.ephemeralContainers` of the patched object is kept, as the real
+//! subresource strategy does.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::api::{bad_request, json_resp, not_found, respond, status_body, Resp, Shared};
+use super::objects::{self, now_unix, rfc3339, str_at};
+use super::patch;
+use super::write::{default_container, update_pod, Cause, STEP};
+
+fn list(pod: &Value, key: &str) -> Vec<Value> {
+    pod.pointer(&format!("/spec/{key}"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A short line-per-field diff of two containers (the real server prints a Go `cmp.Diff` of
+/// its internal struct, which this does not reproduce).
+fn diff(old: &Value, new: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    let mut out = String::new();
+    for k in keys {
+        match (o.get(k), n.get(k)) {
+            (a, b) if a == b => {}
+            (a, b) => {
+                if let Some(a) = a {
+                    out.push_str(&format!("- \t{k}: {a},\n"));
+                }
+                if let Some(b) = b {
+                    out.push_str(&format!("+ \t{k}: {b},\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The validation of an ephemeral-containers update (`ValidatePodEphemeralContainersUpdate`):
+/// names required and unique across all containers, image required, targetContainerName must
+/// name a regular or init container, existing ephemeral containers may be neither changed nor
+/// removed.
+pub fn validate(old: &Value, new_ecs: &[Value]) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let regular: BTreeSet<String> = list(old, "containers")
+        .iter()
+        .chain(list(old, "initContainers").iter())
+        .map(|c| str_at(c, "/name").to_string())
+        .collect();
+    let mut names = regular.clone();
+    for (i, ec) in new_ecs.iter().enumerate() {
+        let p = format!("spec.ephemeralContainers[{i}]");
+        let name = str_at(ec, "/name");
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{p}.name")));
+        }
+        if str_at(ec, "/image").is_empty() {
+            causes.push(Cause::required(format!("{p}.image")));
+        }
+        if !name.is_empty() && !names.insert(name.to_string()) {
+            causes.push(Cause::duplicate(format!("{p}.name"), name));
+        }
+        let target = str_at(ec, "/targetContainerName");
+        if !target.is_empty() && !regular.contains(target) {
+            causes.push(Cause::not_found(format!("{p}.targetContainerName"), target));
+        }
+    }
+    // Like the real server: the last new container of a name wins the lookup.
+    let by_name: std::collections::BTreeMap<&str, &Value> =
+        new_ecs.iter().map(|c| (str_at(c, "/name"), c)).collect();
+    for o in list(old, "ephemeralContainers") {
+        let name = str_at(&o, "/name");
+        match by_name.get(name) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers".into(),
+                &format!(
+                    "existing ephemeral containers {} may not be removed\n",
+                    json!(name)
+                ),
+            )),
+            Some(n) if **n != o => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers".into(),
+                &format!(
+                    "existing ephemeral containers {} may not be changed\n{}",
+                    json!(name),
+                    diff(&o, n)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    causes
+}
+
+/// PATCH/PUT `/api/v1/namespaces/NS/pods/NAME/ephemeralcontainers`.
+pub fn update(
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+    put: bool,
+    content_type: &str,
+    body: &Bytes,
+    _query: &str,
+) -> Resp {
+    let patch_body: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("error decoding patch: {e}")),
+    };
+    let mut st = shared.lock();
+    let Some(old) = st.get("pods", Some(ns), name).cloned() else {
+        return not_found(objects::resource("", "pods").expect("pods"), name);
+    };
+    let mut patched = old.clone();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if put {
+        let rv = str_at(&patch_body, "/metadata/resourceVersion");
+        if !rv.is_empty() && rv != str_at(&old, "/metadata/resourceVersion") {
+            return respond(
+                StatusCode::CONFLICT,
+                "application/json",
+                status_body(
+                    409,
+                    "Conflict",
+                    &format!("Operation cannot be fulfilled on pods {}: the object has been modified; please apply your changes to the latest version and try again", json!(name)),
+                    Some(&format!("{{\"name\":{},\"kind\":\"pods\"}}", json!(name))),
+                ),
+            );
+        }
+        patched = patch_body;
+    } else {
+        let applied = match media {
+            "application/strategic-merge-patch+json" => {
+                patch::strategic_merge_patch(&mut patched, &patch_body);
+                Ok(())
+            }
+            "application/merge-patch+json" => {
+                patch::merge_patch(&mut patched, &patch_body);
+                Ok(())
+            }
+            "application/json-patch+json" => patch::json_patch(&mut patched, &patch_body),
+            _ => {
+                return respond(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "application/json",
+                    status_body(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+                        None,
+                    ),
+                )
+            }
+        };
+        if let Err(e) = applied {
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                status_body(500, "InternalError", &e, None),
+            );
+        }
+    }
+    let mut new_ecs = list(&patched, "ephemeralContainers");
+    new_ecs.iter_mut().for_each(default_container);
+    let causes = validate(&old, &new_ecs);
+    if !causes.is_empty() {
+        return super::write::invalid_body_resp(name, &causes);
+    }
+    let old_ecs = list(&old, "ephemeralContainers");
+    if new_ecs == old_ecs {
+        return json_resp(StatusCode::OK, &old);
+    }
+    let added: Vec<Value> = new_ecs
+        .iter()
+        .filter(|c| !old_ecs.iter().any(|o| o["name"] == c["name"]))
+        .cloned()
+        .collect();
+    let mut pod = old;
+    pod["spec"]["ephemeralContainers"] = json!(new_ecs);
+    let stored = st.put("pods", pod);
+    drop(st);
+    let uid = str_at(&stored, "/metadata/uid").to_string();
+    tokio::spawn(start_containers(
+        shared.clone(),
+        ns.to_string(),
+        name.to_string(),
+        uid,
+        added,
+    ));
+    json_resp(StatusCode::OK, &stored)
+}
+
+fn set_status(pod: &mut Value, status: Value) {
+    let mut all: Vec<Value> = pod
+        .pointer("/status/ephemeralContainerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    all.retain(|s| s["name"] != status["name"]);
+    all.push(status);
+    // The real kubelet reports them sorted by name.
+    all.sort_by(|a, b| str_at(a, "/name").cmp(str_at(b, "/name")));
+    pod["status"]["ephemeralContainerStatuses"] = json!(all);
+}
+
+/// The pretend kubelet: waiting (ContainerCreating), then running, one MODIFIED each.
+async fn start_containers(
+    shared: Arc<Shared>,
+    ns: String,
+    name: String,
+    uid: String,
+    added: Vec<Value>,
+) {
+    if added.is_empty() {
+        return;
+    }
+    tokio::time::sleep(STEP).await;
+    let alive = update_pod(&shared, &ns, &name, &uid, |pod, _| {
+        for c in &added {
+            set_status(
+                pod,
+                json!({"name": c["name"], "state": {"waiting": {"reason": "ContainerCreating"}},
+                "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"], "imageID": ""}),
+            );
+        }
+    });
+    if !alive {
+        return;
+    }
+    tokio::time::sleep(STEP).await;
+    update_pod(&shared, &ns, &name, &uid, |pod, st| {
+        let ts = rfc3339(now_unix());
+        for c in &added {
+            set_status(
+                pod,
+                json!({"name": c["name"], "state": {"running": {"startedAt": ts}},
+                "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
+                "imageID": format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64)),
+                "containerID": format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64))}),
+            );
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}],
+            "ephemeralContainers": [{"name": "cap-b", "image": "i", "command": ["tcpdump"]}]}})
+    }
+
+    #[test]
+    fn validation_messages() {
+        let old = pod();
+        let keep = json!({"name": "cap-b", "image": "i", "command": ["tcpdump"]});
+        let c = validate(&old, &[json!({"name": "app", "image": "y"}), keep.clone()]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].field, "spec.ephemeralContainers[0].name");
+        assert_eq!(c[0].message, "Duplicate value: \"app\"");
+        let c = validate(
+            &old,
+            &[
+                json!({"name": "n", "targetContainerName": "nope"}),
+                keep.clone(),
+            ],
+        );
+        assert_eq!(c[0].field, "spec.ephemeralContainers[0].image");
+        assert_eq!(c[1].message, "Not found: \"nope\"");
+        let c = validate(&old, &[]);
+        assert_eq!(
+            c[0].message,
+            "Forbidden: existing ephemeral containers \"cap-b\" may not be removed\n"
+        );
+        let c = validate(
+            &old,
+            &[keep.clone(), json!({"name": "cap-b", "image": "j"})],
+        );
+        assert_eq!(c[0].reason, "FieldValueDuplicate");
+        assert!(c[1].message.starts_with(
+            "Forbidden: existing ephemeral containers \"cap-b\" may not be changed\n"
+        ));
+        assert!(validate(&old, &[json!({"name": "new", "image": "z"}), keep]).is_empty());
+    }
+}

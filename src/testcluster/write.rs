@@ -1,0 +1,476 @@
+//! Creating and deleting pods, with the defaults the real API server fills in and a pretend
+//! scheduler/kubelet that moves a new pod from Pending to Running (and gives it a pod IP).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::api::{
+    bad_request, json_resp, not_found, query_param, respond, status_body, Resp, Shared,
+};
+use super::objects::{self, now_unix, rfc3339, str_at, HOST_IP, NODE_NAME};
+
+/// Delay of each pretend scheduler/kubelet step (Pending → ContainerCreating → Running), and of
+/// the removal of a pod after a graceful delete.
+pub const STEP: Duration = Duration::from_millis(150);
+
+/// One validation error: (`field`, Go error type, detail) as in `field.Error`.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `spec.ephemeralContainers[0].image`.
+    pub field: String,
+    /// `FieldValueRequired`, `FieldValueDuplicate`, `FieldValueNotFound`, `FieldValueForbidden`…
+    pub reason: &'static str,
+    /// `Required value`, `Duplicate value: "x"`, `Forbidden: …`.
+    pub message: String,
+}
+
+impl Cause {
+    /// `field: Required value`.
+    pub fn required(field: String) -> Cause {
+        Cause {
+            field,
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+        }
+    }
+    /// `field: Duplicate value: "v"`.
+    pub fn duplicate(field: String, v: &str) -> Cause {
+        Cause {
+            field,
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {}", json!(v)),
+        }
+    }
+    /// `field: Not found: "v"`.
+    pub fn not_found(field: String, v: &str) -> Cause {
+        Cause {
+            field,
+            reason: "FieldValueNotFound",
+            message: format!("Not found: {}", json!(v)),
+        }
+    }
+    /// `field: Forbidden: detail`.
+    pub fn forbidden(field: String, detail: &str) -> Cause {
+        Cause {
+            field,
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+        }
+    }
+}
+
+/// The 422 `Invalid` body: `Pod "x" is invalid: a: m` or, with several errors,
+/// `Pod "x" is invalid: [a: m, b: n]`, with one cause per error.
+pub fn invalid_body(kind: &str, name: &str, causes: &[Cause]) -> String {
+    let errs: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    let all = if errs.len() == 1 {
+        errs[0].clone()
+    } else {
+        format!("[{}]", errs.join(", "))
+    };
+    let causes: Vec<String> = causes
+        .iter()
+        .map(|c| {
+            format!(
+                "{{\"reason\":{},\"message\":{},\"field\":{}}}",
+                json!(c.reason),
+                json!(c.message),
+                json!(c.field)
+            )
+        })
+        .collect();
+    let details = format!(
+        "{{\"name\":{},\"kind\":{},\"causes\":[{}]}}",
+        json!(name),
+        json!(kind),
+        causes.join(",")
+    );
+    status_body(
+        422,
+        "Invalid",
+        &format!("{kind} {} is invalid: {all}", json!(name)),
+        Some(&details),
+    )
+}
+
+/// 422 Invalid.
+pub fn invalid(kind: &str, name: &str, causes: &[Cause]) -> Resp {
+    respond(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "application/json",
+        invalid_body(kind, name, causes),
+    )
+}
+
+/// 422 Invalid for a Pod.
+pub fn invalid_body_resp(name: &str, causes: &[Cause]) -> Resp {
+    invalid("Pod", name, causes)
+}
+
+/// Body of the 409 for a create with a taken name: `pods "x" already exists`.
+pub fn already_exists_body(resource: &str, name: &str) -> String {
+    status_body(
+        409,
+        "AlreadyExists",
+        &format!("{resource} {} already exists", json!(name)),
+        Some(&format!(
+            "{{\"name\":{},\"kind\":{}}}",
+            json!(name),
+            json!(resource)
+        )),
+    )
+}
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (the API defaulting).
+pub fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Fills in what the API server defaults in a (regular, init or ephemeral) container, and
+/// drops what Go's `omitempty` drops (`"stdin": false`, `""`, `[]`, `null`), so a container
+/// compares equal to its stored self however a client spelled it.
+pub fn default_container(c: &mut Value) {
+    let image = str_at(c, "/image").to_string();
+    let Some(m) = c.as_object_mut() else { return };
+    m.retain(|k, v| {
+        k == "resources"
+            || !matches!(v, Value::Null | Value::Bool(false))
+                && v.as_str() != Some("")
+                && v.as_array().map_or(true, |a| !a.is_empty())
+    });
+    m.entry("resources").or_insert(json!({}));
+    m.entry("terminationMessagePath")
+        .or_insert(json!("/dev/termination-log"));
+    m.entry("terminationMessagePolicy").or_insert(json!("File"));
+    m.entry("imagePullPolicy")
+        .or_insert(json!(default_pull_policy(&image)));
+    if let Some(Value::Array(ports)) = m.get_mut("ports") {
+        for p in ports {
+            if let Some(p) = p.as_object_mut() {
+                p.entry("protocol").or_insert(json!("TCP"));
+            }
+        }
+    }
+}
+
+fn validate_containers(pod: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if containers.is_empty() {
+        causes.push(Cause::required("spec.containers".into()));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        let name = str_at(c, "/name");
+        if name.is_empty() {
+            causes.push(Cause::required(format!("spec.containers[{i}].name")));
+        } else if !names.insert(name.to_string()) {
+            causes.push(Cause::duplicate(format!("spec.containers[{i}].name"), name));
+        }
+        if str_at(c, "/image").is_empty() {
+            causes.push(Cause::required(format!("spec.containers[{i}].image")));
+        }
+    }
+    causes
+}
+
+/// `POST /api/v1/namespaces/NS/pods` (`kubectl run`, `kubectl create/apply -f`).
+pub fn create_pod(shared: &Arc<Shared>, ns: &str, body: &Bytes, query: &str) -> Resp {
+    let mut pod: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return bad_request("the body of the request was not a JSON Pod"),
+    };
+    if !matches!(pod.get("kind").and_then(Value::as_str), None | Some("Pod")) {
+        return bad_request("the body of the request is not a Pod");
+    }
+    let body_ns = str_at(&pod, "/metadata/namespace");
+    if !body_ns.is_empty() && body_ns != ns {
+        return bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        );
+    }
+    let mut st = shared.lock();
+    if st.get("namespaces", None, ns).is_none() {
+        return not_found(objects::resource("", "namespaces").expect("namespaces"), ns);
+    }
+    let mut name = str_at(&pod, "/metadata/name").to_string();
+    if name.is_empty() {
+        let generate = str_at(&pod, "/metadata/generateName").to_string();
+        if generate.is_empty() {
+            return invalid(
+                "Pod",
+                "",
+                &[Cause {
+                    field: "metadata.name".into(),
+                    reason: "FieldValueRequired",
+                    message: "Required value: name or generateName is required".into(),
+                }],
+            );
+        }
+        name = format!(
+            "{generate}{}",
+            st.rng.string(b"bcdfghjklmnpqrstvwxz2456789", 5)
+        );
+    }
+    if st.get("pods", Some(ns), &name).is_some() {
+        return respond(
+            StatusCode::CONFLICT,
+            "application/json",
+            already_exists_body("pods", &name),
+        );
+    }
+    let causes = validate_containers(&pod);
+    if !causes.is_empty() {
+        return invalid("Pod", &name, &causes);
+    }
+
+    let ts = rfc3339(now_unix());
+    pod["kind"] = json!("Pod");
+    pod["apiVersion"] = json!("v1");
+    let uid = st.rng.uuid();
+    let meta = &mut pod["metadata"];
+    meta["name"] = json!(name);
+    meta["namespace"] = json!(ns);
+    meta["uid"] = json!(uid);
+    meta["creationTimestamp"] = json!(ts);
+    if let Some(m) = meta.as_object_mut() {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            m.remove(k);
+        }
+    }
+    let spec = &mut pod["spec"];
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            cs.iter_mut().for_each(default_container);
+        }
+    }
+    if let Some(m) = spec.as_object_mut() {
+        m.entry("restartPolicy").or_insert(json!("Always"));
+        m.entry("terminationGracePeriodSeconds")
+            .or_insert(json!(30));
+        m.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
+        m.entry("securityContext").or_insert(json!({}));
+        m.entry("schedulerName")
+            .or_insert(json!("default-scheduler"));
+        m.entry("tolerations").or_insert(json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ]));
+        m.entry("priority").or_insert(json!(0));
+        m.entry("enableServiceLinks").or_insert(json!(true));
+        m.entry("preemptionPolicy")
+            .or_insert(json!("PreemptLowerPriority"));
+    }
+    pod["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+    if query_param(query, "dryRun").is_some_and(|d| d == "All") {
+        pod["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
+        return json_resp(StatusCode::CREATED, &pod);
+    }
+    let created = st.put("pods", pod);
+    drop(st);
+    tokio::spawn(start_pod(shared.clone(), ns.to_string(), name, uid));
+    json_resp(StatusCode::CREATED, &created)
+}
+
+/// Applies `f` to the pod if it still exists with `uid` and is not being deleted; returns false
+/// if it no longer does.
+pub fn update_pod(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    f: impl FnOnce(&mut Value, &mut objects::State),
+) -> bool {
+    let mut st = shared.lock();
+    let Some(mut pod) = st.get("pods", Some(ns), name).cloned() else {
+        return false;
+    };
+    if str_at(&pod, "/metadata/uid") != uid || pod.pointer("/metadata/deletionTimestamp").is_some()
+    {
+        return false;
+    }
+    f(&mut pod, &mut st);
+    st.put("pods", pod);
+    true
+}
+
+/// The pretend scheduler and kubelet: bind to node-1 (ContainerCreating), then Running with a
+/// pod IP, Ready.
+async fn start_pod(shared: Arc<Shared>, ns: String, name: String, uid: String) {
+    tokio::time::sleep(STEP).await;
+    let alive = update_pod(&shared, &ns, &name, &uid, |pod, _| {
+        let ts = rfc3339(now_unix());
+        if str_at(pod, "/spec/nodeName").is_empty() {
+            pod["spec"]["nodeName"] = json!(NODE_NAME);
+        }
+        let statuses: Vec<Value> = containers(pod)
+            .iter()
+            .map(|c| json!({"name": str_at(c, "/name"), "state": {"waiting": {"reason": "ContainerCreating"}},
+                "lastState": {}, "ready": false, "restartCount": 0, "image": str_at(c, "/image"), "imageID": "",
+                "started": false}))
+            .collect();
+        let cond = |t: &str, s: &str| json!({"type": t, "status": s, "lastProbeTime": null, "lastTransitionTime": ts});
+        let mut ready = cond("Ready", "False");
+        ready["reason"] = json!("ContainersNotReady");
+        ready["message"] = json!(format!(
+            "containers with unready status: [{}]",
+            containers(pod)
+                .iter()
+                .map(|c| str_at(c, "/name"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        let mut cready = ready.clone();
+        cready["type"] = json!("ContainersReady");
+        pod["status"] = json!({"phase": "Pending",
+            "conditions": [cond("Initialized", "True"), ready, cready, cond("PodScheduled", "True")],
+            "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}], "startTime": ts,
+            "containerStatuses": statuses, "qosClass": "BestEffort"});
+    });
+    if !alive {
+        return;
+    }
+    tokio::time::sleep(STEP).await;
+    update_pod(&shared, &ns, &name, &uid, |pod, st| {
+        let ts = rfc3339(now_unix());
+        let ip = st.next_pod_ip();
+        let statuses: Vec<Value> = containers(pod)
+            .iter()
+            .map(|c| {
+                json!({"name": str_at(c, "/name"), "state": {"running": {"startedAt": ts}},
+                "lastState": {}, "ready": true, "restartCount": 0, "image": str_at(c, "/image"),
+                "imageID": format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64)),
+                "containerID": format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64)),
+                "started": true})
+            })
+            .collect();
+        let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": ts});
+        let s = &mut pod["status"];
+        s["phase"] = json!("Running");
+        s["conditions"] = json!([
+            cond("Initialized"),
+            cond("Ready"),
+            cond("ContainersReady"),
+            cond("PodScheduled")
+        ]);
+        s["podIP"] = json!(ip);
+        s["podIPs"] = json!([{"ip": ip}]);
+        s["containerStatuses"] = json!(statuses);
+    });
+}
+
+fn containers(pod: &Value) -> Vec<Value> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `DELETE /api/v1/namespaces/NS/pods/NAME`. A graceful delete (the default) marks the pod
+/// (`deletionTimestamp`, MODIFIED) and answers with it; the pretend kubelet removes it shortly
+/// after (DELETED). `gracePeriodSeconds=0` removes it at once.
+pub fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str, body: &Bytes, query: &str) -> Resp {
+    let opts: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let grace = query_param(query, "gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+        .or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let mut st = shared.lock();
+    let pods = objects::resource("", "pods").expect("pods");
+    let Some(mut pod) = st.get("pods", Some(ns), name).cloned() else {
+        return not_found(pods, name);
+    };
+    let uid = str_at(&pod, "/metadata/uid").to_string();
+    let grace = grace.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    if grace == 0 || pod.pointer("/metadata/deletionTimestamp").is_some() {
+        let gone = st.remove("pods", Some(ns), name);
+        return json_resp(StatusCode::OK, &gone.unwrap_or(pod));
+    }
+    pod["metadata"]["deletionTimestamp"] = json!(rfc3339(now_unix() + grace));
+    pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    let marked = st.put("pods", pod);
+    drop(st);
+    let shared = shared.clone();
+    let (ns, name) = (ns.to_string(), name.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(STEP).await;
+        let mut st = shared.lock();
+        if st
+            .get("pods", Some(&ns), &name)
+            .is_some_and(|p| str_at(p, "/metadata/uid") == uid)
+        {
+            st.remove("pods", Some(&ns), &name);
+        }
+    });
+    json_resp(StatusCode::OK, &marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults() {
+        assert_eq!(default_pull_policy("nginx"), "Always");
+        assert_eq!(default_pull_policy("nginx:latest"), "Always");
+        assert_eq!(default_pull_policy("nginx:1.25"), "IfNotPresent");
+        assert_eq!(default_pull_policy("localhost:5000/x"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/x:1"), "IfNotPresent");
+    }
+
+    #[test]
+    fn invalid_message_shapes() {
+        let one = invalid_body(
+            "Pod",
+            "p",
+            &[Cause::duplicate(
+                "spec.ephemeralContainers[0].name".into(),
+                "app",
+            )],
+        );
+        let v: Value = serde_json::from_str(&one).expect("json");
+        assert_eq!(
+            v["message"],
+            "Pod \"p\" is invalid: spec.ephemeralContainers[0].name: Duplicate value: \"app\""
+        );
+        let two = invalid_body(
+            "Pod",
+            "p",
+            &[
+                Cause::required("a".into()),
+                Cause::forbidden("b".into(), "no"),
+            ],
+        );
+        let v: Value = serde_json::from_str(&two).expect("json");
+        assert_eq!(
+            v["message"],
+            "Pod \"p\" is invalid: [a: Required value, b: Forbidden: no]"
+        );
+        assert_eq!(v["details"]["causes"][1]["reason"], "FieldValueForbidden");
+    }
+}
