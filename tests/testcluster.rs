@@ -80,7 +80,19 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first, so that the server kills its processes and removes its network
+    /// namespaces; SIGKILL if it does not exit within 5 s.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -862,7 +874,7 @@ fn debug_adds_an_ephemeral_container() {
         "--target=app",
         "--",
         "sleep",
-        "1",
+        "30",
     ]);
     let first = out
         .split("Defaulting debug container name to ")
@@ -877,7 +889,7 @@ fn debug_adds_an_ephemeral_container() {
     assert_eq!(ec["name"], first.as_str());
     assert_eq!(ec["image"], "busybox");
     assert_eq!(ec["targetContainerName"], "app");
-    assert_eq!(ec["command"], serde_json::json!(["sleep", "1"]));
+    assert_eq!(ec["command"], serde_json::json!(["sleep", "30"]));
     assert_eq!(p["status"]["ephemeralContainerStatuses"][0]["ready"], false);
 
     // The watch saw the recorded sequence: spec only, then waiting (ContainerCreating), running.
@@ -897,7 +909,8 @@ fn debug_adds_an_ephemeral_container() {
             .is_object()
     );
 
-    // With -i kubectl waits (a watch) for it to run, then fails to attach (not implemented).
+    // With -i kubectl waits (a watch) for it to run, then attaches; its stdin (/dev/null) ends at
+    // once, which detaches from a container without stdinOnce: rc 0.
     let out = s.kubectl(&[
         "debug",
         "-i",
@@ -911,7 +924,7 @@ fn debug_adds_an_ephemeral_container() {
         "1",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unable to upgrade connection"), "{err}");
+    assert!(out.status.success(), "{err}");
     let p = s.pod_json(&pod);
     let names: Vec<&str> = p["spec"]["ephemeralContainers"]
         .as_array()
@@ -1122,4 +1135,366 @@ fn ephemeral_validation_matches_recorded_real_server() {
     patch::strategic_merge_patch(&mut before, &fact(&dir, "b-patch-request.json"));
     assert_eq!(before["spec"]["ephemeralContainers"][0]["name"], "cap-b");
     assert_eq!(before["spec"]["ephemeralContainers"][1]["name"], "older");
+}
+
+/// Whether the server runs pods in network namespaces (root); tests say which mode they ran in.
+fn netns_mode() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0
+        && std::env::var_os("PODCAP_TESTCLUSTER_NO_NETNS").is_none();
+    if !root {
+        eprintln!("\n!!!! NOTE: not root (or PODCAP_TESTCLUSTER_NO_NETNS): pods share the host network namespace !!!!\n");
+    }
+    root
+}
+
+#[test]
+fn exec_runs_a_command_and_returns_its_exit_code() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(2, &[]);
+    let pod = first_mando_pod(&s);
+    let out = s.kubectl(&[
+        "exec",
+        "-n",
+        "shop",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = s.ok(&[
+        "exec",
+        "-n",
+        "shop",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(out, "out\n");
+    if netns_mode() {
+        // The pod's own network namespace: eth0 carries the pod IP.
+        let ip = s.pod_json(&pod)["status"]["podIP"]
+            .as_str()
+            .expect("podIP")
+            .to_string();
+        let out = s.ok(&[
+            "exec", "-n", "shop", &pod, "--", "ip", "-br", "addr", "show", "eth0",
+        ]);
+        assert!(out.contains(&format!("{ip}/16")), "{out}");
+    }
+    let err = s.fails(&["exec", "-n", "shop", &pod, "--", "no-such-command-xyz"]);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+}
+
+/// A whole pcap: 24-byte header, then exactly `n` records. Returns the record count.
+fn pcap_records(data: &[u8]) -> usize {
+    assert!(data.len() >= 24, "short pcap: {} bytes", data.len());
+    assert_eq!(&data[..4], b"\xd4\xc3\xb2\xa1", "magic");
+    let mut at = 24;
+    let mut n = 0;
+    while at < data.len() {
+        assert!(at + 16 <= data.len(), "truncated record header at {at}");
+        let incl = u32::from_le_bytes(data[at + 8..at + 12].try_into().expect("4")) as usize;
+        at += 16 + incl;
+        assert!(at <= data.len(), "truncated record");
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn debug_runs_tcpdump_and_yields_a_whole_pcap() {
+    if !have_kubectl() || Command::new("tcpdump").arg("--version").output().is_err() {
+        eprintln!("\n!!!! WARNING: kubectl or tcpdump missing; skipping !!!!\n");
+        return;
+    }
+    let s = Server::start(2, &[]);
+    let pod = first_mando_pod(&s);
+    // As root the demo pods ping each other inside their namespaces; otherwise tcpdump sees the
+    // host's traffic (at least kubectl's own connection on lo).
+    netns_mode();
+    let script = format!(
+        "(echo; sleep 8) | kubectl --kubeconfig {} --cache-dir {} debug -n shop -i {pod} \
+         --image=nicolaka/netshoot --target=app -- sh -c 'read x; exec tcpdump -i any -c 5 -U -w -'",
+        s.kubeconfig().display(),
+        s.dir.path().join("cache").display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("5 packets captured"), "{err}");
+    // kubectl prints its own lines first ("Targeting container…", "Defaulting debug container…").
+    let start = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\xd4\xc3\xb2\xa1")
+        .unwrap_or_else(|| {
+            panic!(
+                "no pcap magic in {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+    assert!(
+        String::from_utf8_lossy(&out.stdout[..start]).starts_with("Targeting container \"app\""),
+        "prefix"
+    );
+    assert_eq!(pcap_records(&out.stdout[start..]), 5);
+    let p = s.wait_pod(&pod, "debug container terminated", |p| {
+        p["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"].is_object()
+    });
+    let t = &p["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 0, "{t}");
+    assert_eq!(t["reason"], "Completed", "{t}");
+}
+
+impl Server {
+    /// Adds ephemeral container `name` running `script` (sh -c) with stdin; waits until running.
+    fn add_shell_container(&self, pod: &str, name: &str, stdin_once: bool, script: &str) {
+        let body = serde_json::json!({"spec": {"ephemeralContainers": [{"name": name,
+            "image": "busybox", "stdin": true, "stdinOnce": stdin_once,
+            "command": ["sh", "-c", script]}]}});
+        let path = format!("/api/v1/namespaces/shop/pods/{pod}/ephemeralcontainers");
+        let (code, resp) = self
+            .curl_send(
+                "PATCH",
+                &path,
+                "application/strategic-merge-patch+json",
+                &body.to_string(),
+            )
+            .expect("curl is needed for this test");
+        assert_eq!(code, 200, "{resp}");
+        self.wait_pod(pod, "container running", |p| {
+            container_state(p, name)["running"].is_object()
+        });
+    }
+
+    /// `kubectl attach -i` with a piped stdin that stays open; stderr goes to a file.
+    fn attach(&self, pod: &str, name: &str, err: &Path) -> Child {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(["attach", "-i", "-n", "shop", pod, "-c", name])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(err).expect("stderr file"))
+            .spawn()
+            .expect("spawn kubectl attach")
+    }
+}
+
+fn container_state(pod: &Value, name: &str) -> Value {
+    pod["status"]["ephemeralContainerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .map_or(Value::Null, |s| s["state"].clone())
+}
+
+#[test]
+fn attach_with_stdin_once_closes_stdin_on_detach() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &[]);
+    let pod = first_mando_pod(&s);
+    let script = "echo started >&2; cat; echo stdin-closed >&2; sleep 1; echo bye >&2; exit 7";
+
+    // stdinOnce, client killed with SIGKILL: stdin closes, the container ends (exit 7, Error).
+    s.add_shell_container(&pod, "once-kill", true, script);
+    let err_file = s.dir.path().join("kill.err");
+    let mut k = s.attach(&pod, "once-kill", &err_file);
+    let mut stdout = k.stdout.take().expect("stdout");
+    {
+        use std::io::{Read as _, Write as _};
+        let mut stdin = k.stdin.take().expect("stdin");
+        stdin.write_all(b"hello\n").expect("write");
+        let mut buf = [0u8; 6];
+        stdout.read_exact(&mut buf).expect("echo through attach");
+        assert_eq!(&buf, b"hello\n");
+        k.kill().expect("kill -9");
+        let _ = k.wait();
+        drop(stdin);
+    }
+    let p = s.wait_pod(&pod, "once-kill terminated", |p| {
+        container_state(p, "once-kill")["terminated"].is_object()
+    });
+    let t = &container_state(&p, "once-kill")["terminated"];
+    assert_eq!(
+        (t["exitCode"].clone(), t["reason"].clone()),
+        (7.into(), "Error".into()),
+        "{t}"
+    );
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(
+        !err.contains("started"),
+        "output before attach is not replayed: {err}"
+    );
+
+    // Attaching to the terminated container: the recorded 500.
+    let err = s.fails(&["attach", "-n", "shop", &pod, "-c", "once-kill"]);
+    assert!(
+        err.contains(&format!("container once-kill not found in pod {pod}_shop")),
+        "{err}"
+    );
+
+    // stdinOnce, graceful stdin EOF: kubectl stays attached, sees the rest, exits 0.
+    s.add_shell_container(&pod, "once-eof", true, script);
+    let err_file = s.dir.path().join("eof.err");
+    let mut k = s.attach(&pod, "once-eof", &err_file);
+    drop(k.stdin.take());
+    let status = k.wait().expect("wait");
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("stdin-closed") && err.contains("bye"), "{err}");
+    s.wait_pod(&pod, "once-eof terminated", |p| {
+        container_state(p, "once-eof")["terminated"]["exitCode"] == 7
+    });
+
+    // Without stdinOnce, neither kill nor EOF closes the container's stdin: it keeps running.
+    s.add_shell_container(&pod, "many", false, script);
+    let mut k = s.attach(&pod, "many", &s.dir.path().join("many.err"));
+    std::thread::sleep(Duration::from_millis(500));
+    k.kill().expect("kill -9");
+    let _ = k.wait();
+    let mut k = s.attach(&pod, "many", &s.dir.path().join("many2.err"));
+    drop(k.stdin.take());
+    let _ = k.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        container_state(&s.pod_json(&pod), "many")["running"].is_object(),
+        "keeps running"
+    );
+}
+
+impl Server {
+    /// Status line, headers and (for non-101) body of a WebSocket upgrade offering `protocols`.
+    fn ws_handshake(&self, path: &str, protocols: &str) -> String {
+        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
+        let url = format!(
+            "{}{path}",
+            kc["clusters"][0]["cluster"]["server"]
+                .as_str()
+                .expect("server")
+        );
+        self.curl(path, None); // writes ca.pem
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "--http1.1", "--max-time", "2", "--cacert"])
+            .arg(self.dir.path().join("ca.pem"))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token()))
+            .args([
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: websocket",
+                "-H",
+                "Sec-WebSocket-Version: 13",
+                "-H",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "-H",
+            ])
+            .arg(format!("Sec-WebSocket-Protocol: {protocols}"))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn websocket_subprotocols_as_recorded() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("\n!!!! WARNING: curl not found; skipping !!!!\n");
+        return;
+    }
+    for (version, offer, expect) in [
+        (
+            "1.30",
+            "v5.channel.k8s.io, v4.channel.k8s.io",
+            Some("v5.channel.k8s.io"),
+        ),
+        ("1.30", "v4.channel.k8s.io", Some("v4.channel.k8s.io")),
+        (
+            "1.28.7",
+            "v5.channel.k8s.io, v4.channel.k8s.io",
+            Some("v4.channel.k8s.io"),
+        ),
+        ("1.28.7", "v5.channel.k8s.io", None),
+        ("1.30", "v3.channel.k8s.io", None),
+    ] {
+        let s = Server::start(1, &["--server-version", version]);
+        let pod = {
+            let (_, body) = s
+                .curl("/api/v1/namespaces/shop/pods", Some(&s.token()))
+                .expect("curl");
+            parse_json(&body)["items"][0]["metadata"]["name"]
+                .as_str()
+                .expect("name")
+                .to_string()
+        };
+        let path = format!("/api/v1/namespaces/shop/pods/{pod}/exec?command=true&stdout=true");
+        let resp = s.ws_handshake(&path, offer);
+        let head = resp.to_ascii_lowercase();
+        match expect {
+            Some(p) => {
+                assert!(
+                    head.starts_with("http/1.1 101"),
+                    "{version} {offer}: {resp}"
+                );
+                assert!(
+                    head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+                    "{resp}"
+                );
+                assert!(
+                    head.contains(&format!("sec-websocket-protocol: {p}")),
+                    "{resp}"
+                );
+            }
+            None => {
+                // Recorded: 403, Connection: close, empty body.
+                assert!(
+                    head.starts_with("http/1.1 403"),
+                    "{version} {offer}: {resp}"
+                );
+                assert!(head.contains("connection: close"), "{resp}");
+                assert!(resp.ends_with("\r\n\r\n"), "empty body: {resp:?}");
+            }
+        }
+        // Unknown container and missing upgrade: the recorded 400s.
+        let (code, body) = s
+            .curl(
+                &format!("/api/v1/namespaces/shop/pods/{pod}/attach?container=nosuch&stdout=true"),
+                Some(&s.token()),
+            )
+            .expect("curl");
+        assert_eq!(code, 400);
+        assert_eq!(
+            parse_json(&body)["message"],
+            format!("container nosuch is not valid for pod {pod}")
+        );
+        let (code, body) = s
+            .curl(
+                &format!("/api/v1/namespaces/shop/pods/{pod}/attach?container=app&stdout=true"),
+                Some(&s.token()),
+            )
+            .expect("curl");
+        assert_eq!(
+            (code, parse_json(&body)["message"].clone()),
+            (400, "Upgrade request required".into())
+        );
+    }
 }

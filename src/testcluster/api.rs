@@ -30,6 +30,8 @@ pub struct Shared {
     pub version: Value,
     /// `host:port` for `serverAddressByClientCIDRs`.
     pub address: String,
+    /// The emulated kubelet's processes and network namespaces.
+    pub kubelet: Arc<super::kubelet::Kubelet>,
 }
 
 impl Shared {
@@ -177,7 +179,7 @@ fn page_not_found() -> Resp {
 }
 
 /// Decodes `application/x-www-form-urlencoded` query values.
-fn url_decode(s: &str) -> String {
+pub fn url_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -214,6 +216,23 @@ const MAX_BODY: usize = 3 << 20;
 
 /// Handles one request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    // attach/exec upgrade the connection: they need the request itself, not its body.
+    let segs: Vec<&str> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let ["api", "v1", "namespaces", ns, "pods", pod, sub @ ("attach" | "exec")] = segs.as_slice()
+    {
+        if !authorized(&shared, &req) {
+            return Ok(unauthorized());
+        }
+        if req.method() == Method::GET || req.method() == Method::POST {
+            let (ns, pod, exec) = (ns.to_string(), pod.to_string(), *sub == "exec");
+            return Ok(super::stream::handle(&shared, req, &ns, &pod, exec));
+        }
+    }
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -228,14 +247,16 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp,
     Ok(route(&shared, &Request::from_parts(parts, body)))
 }
 
-fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
-    let authorized = req
-        .headers()
+fn authorized<B>(shared: &Shared, req: &Request<B>) -> bool {
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == shared.token);
-    if !authorized {
+        .is_some_and(|t| t.trim() == shared.token)
+}
+
+fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
+    if !authorized(shared, req) {
         return unauthorized();
     }
     let path = req.uri().path();

@@ -240,18 +240,97 @@ async fn start_containers(
         return;
     }
     tokio::time::sleep(STEP).await;
+    // Start the real processes (as root in the pod's network namespace), then report them
+    // running — or terminated with StartError when the command cannot be found.
+    let pod_ip = shared
+        .lock()
+        .get("pods", Some(&ns), &name)
+        .map(|p| str_at(p, "/status/podIP").to_string())
+        .unwrap_or_default();
+    let netns = shared.kubelet.pod_netns(&ns, &name, &pod_ip);
+    let mut started = Vec::new();
+    for c in &added {
+        let argv = container_argv(c);
+        let stdin = c["stdin"] == true;
+        let stdin_once = c["stdinOnce"] == true;
+        match shared
+            .kubelet
+            .spawn(netns.as_deref(), &argv, stdin, stdin_once)
+        {
+            Ok((proc, child)) => {
+                shared
+                    .kubelet
+                    .add_container(&ns, &name, str_at(c, "/name"), proc.clone());
+                started.push((c.clone(), Ok((proc, child))));
+            }
+            Err(e) => started.push((c.clone(), Err(e))),
+        }
+    }
+    let ts = rfc3339(now_unix());
+    let mut ids = Vec::new();
     update_pod(&shared, &ns, &name, &uid, |pod, st| {
-        let ts = rfc3339(now_unix());
-        for c in &added {
+        for (c, r) in &started {
+            let container_id = format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64));
+            let image_id = format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64));
+            let state = match r {
+                Ok(_) => json!({"running": {"startedAt": ts}}),
+                Err(e) => json!({"terminated": {"containerID": container_id, "exitCode": 128,
+                    "finishedAt": ts, "message": format!("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {e}: unknown"),
+                    "reason": "StartError", "startedAt": "1970-01-01T00:00:00Z"}}),
+            };
+            ids.push((container_id.clone(), image_id.clone()));
             set_status(
                 pod,
-                json!({"name": c["name"], "state": {"running": {"startedAt": ts}},
+                json!({"name": c["name"], "state": state,
                 "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
-                "imageID": format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64)),
-                "containerID": format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64))}),
+                "imageID": image_id, "containerID": container_id}),
             );
         }
     });
+    for ((c, r), (container_id, image_id)) in started.into_iter().zip(ids) {
+        let Ok((proc, child)) = r else { continue };
+        let (shared, ns, name, uid, ts) = (
+            shared.clone(),
+            ns.clone(),
+            name.clone(),
+            uid.clone(),
+            ts.clone(),
+        );
+        tokio::spawn(async move {
+            let code = shared.kubelet.clone().run(proc, child).await;
+            let finished = rfc3339(now_unix());
+            update_pod(&shared, &ns, &name, &uid, |pod, _| {
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                set_status(
+                    pod,
+                    json!({"name": c["name"], "state": {"terminated": {"containerID": container_id,
+                    "exitCode": code, "finishedAt": finished, "reason": reason, "startedAt": ts}},
+                    "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
+                    "imageID": image_id, "containerID": container_id}),
+                );
+            });
+        });
+    }
+}
+
+/// `command` + `args` of a container. Without a command the image's entrypoint would run; here
+/// `args` alone are the command line, and with neither a shell (`sh`) runs.
+fn container_argv(c: &Value) -> Vec<String> {
+    let strs = |k: &str| -> Vec<String> {
+        c[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut argv = strs("command");
+    argv.extend(strs("args"));
+    if argv.is_empty() {
+        argv.push("sh".into());
+    }
+    argv
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A local stand-in Kubernetes API server that the real `kubectl` accepts: HTTPS on
 //! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes, pods
-//! (label/field selectors, watch, create, delete, ephemeral containers), services and apps/v1
+//! (label/field selectors, watch, create, delete, ephemeral containers run as real processes,
+//! attach/exec over WebSocket, per-pod network namespaces as root), services and apps/v1
 //! workloads, as a real v1.28 server answers. See docs/testing.md for what it does not do yet.
 //!
 //! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
@@ -9,9 +10,11 @@
 pub mod api;
 pub mod discovery;
 pub mod ephemeral;
+pub mod kubelet;
 pub mod objects;
 pub mod patch;
 pub mod selectors;
+pub mod stream;
 pub mod table;
 pub mod tls;
 pub mod watch;
@@ -139,7 +142,9 @@ impl TestCluster {
             token: token.clone(),
             version,
             address: addr.to_string(),
+            kubelet: Arc::new(kubelet::Kubelet::new(addr.port())),
         });
+        start_demo_network(&shared);
         let (stop, stopped) = tokio_watch::channel(false);
         let task = tokio::spawn(serve(
             listener,
@@ -186,6 +191,39 @@ impl TestCluster {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.shared.kubelet.cleanup();
+    }
+}
+
+/// As root: a network namespace per demo pod, each pinging the next one (the last pings the
+/// first; a single pod pings itself), so captures inside a pod see traffic.
+fn start_demo_network(shared: &Arc<api::Shared>) {
+    if !shared.kubelet.netns_enabled {
+        return;
+    }
+    let pods: Vec<(String, String, String)> = shared
+        .lock()
+        .list("pods", None)
+        .into_iter()
+        .map(|p| {
+            (
+                objects::str_at(p, "/metadata/namespace").to_string(),
+                objects::str_at(p, "/metadata/name").to_string(),
+                objects::str_at(p, "/status/podIP").to_string(),
+            )
+        })
+        .filter(|p| !p.2.is_empty())
+        .collect();
+    let netns: Vec<Option<String>> = pods
+        .iter()
+        .map(|(ns, name, ip)| shared.kubelet.pod_netns(ns, name, ip))
+        .collect();
+    for (i, n) in netns.iter().enumerate() {
+        if let Some(n) = n {
+            shared
+                .kubelet
+                .start_traffic(n, &pods[(i + 1) % pods.len()].2);
+        }
     }
 }
 
@@ -220,6 +258,7 @@ async fn serve(
             let service = service_fn(move |req| api::handle(shared.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!("connection from {peer}: {e}");

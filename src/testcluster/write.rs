@@ -409,6 +409,8 @@ pub fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str, body: &Bytes, quer
     });
     if grace == 0 || pod.pointer("/metadata/deletionTimestamp").is_some() {
         let gone = st.remove("pods", Some(ns), name);
+        drop(st);
+        shared.kubelet.remove_pod(ns, name);
         return json_resp(StatusCode::OK, &gone.unwrap_or(pod));
     }
     pod["metadata"]["deletionTimestamp"] = json!(rfc3339(now_unix() + grace));
@@ -425,6 +427,8 @@ pub fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str, body: &Bytes, quer
             .is_some_and(|p| str_at(p, "/metadata/uid") == uid)
         {
             st.remove("pods", Some(&ns), &name);
+            drop(st);
+            shared.kubelet.remove_pod(&ns, &name);
         }
     });
     json_resp(StatusCode::OK, &marked)

@@ -1,0 +1,412 @@
+//! The emulated kubelet's real side: host processes for ephemeral containers and exec, and
+//! (as root) one network namespace per pod with a veth on a bridge, an address (the pod IP) and
+//! a little traffic (each demo pod pings the next one).
+//!
+//! Processes run in their own process group; everything started is killed and every namespace,
+//! veth and the bridge removed by [`Kubelet::cleanup`] (server shutdown, also on drop).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, watch};
+
+/// Output of a process: (channel 1 = stdout / 2 = stderr, bytes).
+pub type Chunk = (u8, Bytes);
+
+/// An attached client's output sink: (id, wants stdout, wants stderr, sender).
+type Sink = (u64, bool, bool, mpsc::Sender<Chunk>);
+
+/// One running (or finished) process: a container's main process or an exec.
+#[derive(Debug)]
+pub struct Proc {
+    /// The write end of its stdin, while open.
+    pub stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// `stdinOnce`: close stdin when the first attached client goes away.
+    pub stdin_once: bool,
+    /// Attached output sinks: (id, stdout wanted, stderr wanted, sender). Output written while
+    /// none is attached is dropped, as attach does not replay.
+    sinks: Mutex<Vec<Sink>>,
+    next_sink: Mutex<u64>,
+    /// `Some(exit code)` once it has ended and its output is drained.
+    pub exited: watch::Receiver<Option<i32>>,
+    exited_tx: watch::Sender<Option<i32>>,
+    stdin_closed_once: AtomicBool,
+}
+
+impl Proc {
+    /// Registers an output sink; `None` when the process has already ended.
+    pub fn attach(&self, stdout: bool, stderr: bool) -> Option<(u64, mpsc::Receiver<Chunk>)> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        if self.exited.borrow().is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let mut n = self.next_sink.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        sinks.push((*n, stdout, stderr, tx));
+        Some((*n, rx))
+    }
+
+    /// Removes a sink.
+    pub fn detach(&self, id: u64) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.0 != id);
+    }
+
+    /// Closes stdin (EOF for the process).
+    pub async fn close_stdin(&self) {
+        self.stdin.lock().await.take();
+    }
+
+    /// After an attached client with stdin went away: with `stdinOnce`, close stdin (once).
+    pub async fn client_with_stdin_left(&self) {
+        if self.stdin_once && !self.stdin_closed_once.swap(true, Ordering::SeqCst) {
+            self.close_stdin().await;
+        }
+    }
+
+    async fn forward(self: Arc<Self>, channel: u8, mut r: impl AsyncRead + Unpin) {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let data = Bytes::copy_from_slice(&buf[..n]);
+            let targets: Vec<mpsc::Sender<Chunk>> = self
+                .sinks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|s| if channel == 1 { s.1 } else { s.2 })
+                .map(|s| s.3.clone())
+                .collect();
+            for t in targets {
+                let _ = t.send((channel, data.clone())).await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Process groups started (killed at cleanup).
+    pgids: Vec<i32>,
+    /// "ns/pod" → network namespace name.
+    netns: HashMap<String, String>,
+    next_if: usize,
+    bridge_up: bool,
+    /// (ns, pod, container) → main process.
+    containers: HashMap<(String, String, String), Arc<Proc>>,
+}
+
+/// Runs the real processes.
+#[derive(Debug)]
+pub struct Kubelet {
+    /// Root with working `ip netns`: pods get network namespaces.
+    pub netns_enabled: bool,
+    prefix: String,
+    inner: Mutex<Inner>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Finds `prog` like execvp does (Err: the message for a missing executable).
+pub fn lookup(prog: &str) -> Result<String, String> {
+    let missing = || format!("exec: \"{prog}\": executable file not found in $PATH");
+    if prog.is_empty() {
+        return Err(missing());
+    }
+    if prog.contains('/') {
+        return if std::path::Path::new(prog).is_file() {
+            Ok(prog.to_string())
+        } else {
+            Err(format!(
+                "exec: \"{prog}\": stat {prog}: no such file or directory"
+            ))
+        };
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    path.split(':')
+        .map(|d| std::path::Path::new(d).join(prog))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(missing)
+}
+
+impl Kubelet {
+    /// `tag` makes names unique per server (the port).
+    pub fn new(tag: u16) -> Kubelet {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let netns_enabled = root
+            && std::env::var_os("PODCAP_TESTCLUSTER_NO_NETNS").is_none()
+            && ip(&["netns", "list"]).is_ok();
+        Kubelet {
+            netns_enabled,
+            prefix: format!("pc{tag}"),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The network namespace of pod `ns/pod` with IP `pod_ip`, created on first use (as root);
+    /// `None` when namespaces are disabled or could not be made (processes use the host's).
+    pub fn pod_netns(&self, ns: &str, pod: &str, pod_ip: &str) -> Option<String> {
+        if !self.netns_enabled {
+            return None;
+        }
+        let key = format!("{ns}/{pod}");
+        let mut inner = self.lock();
+        if let Some(n) = inner.netns.get(&key) {
+            return Some(n.clone());
+        }
+        let bridge = format!("{}br", self.prefix);
+        if !inner.bridge_up {
+            let _ = ip(&["link", "del", &bridge]);
+            if let Err(e) = ip(&["link", "add", &bridge, "type", "bridge"])
+                .and_then(|()| ip(&["link", "set", &bridge, "up"]))
+            {
+                tracing::warn!("bridge: {e}; pods share the host network namespace");
+                return None;
+            }
+            inner.bridge_up = true;
+        }
+        inner.next_if += 1;
+        let idx = inner.next_if;
+        let name = format!("podcap-tc-{}-{idx}", self.prefix);
+        let host_if = format!("{}v{idx}", self.prefix);
+        let peer = format!("{}p{idx}", self.prefix);
+        let _ = ip(&["netns", "del", &name]);
+        let _ = ip(&["link", "del", &host_if]);
+        let addr = format!("{pod_ip}/16");
+        let steps: [&[&str]; 8] = [
+            &["netns", "add", &name],
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
+            ],
+            &["link", "set", &peer, "netns", &name],
+            &["link", "set", &host_if, "master", &bridge, "up"],
+            &["-n", &name, "link", "set", &peer, "name", "eth0"],
+            &["-n", &name, "addr", "add", &addr, "dev", "eth0"],
+            &["-n", &name, "link", "set", "eth0", "up"],
+            &["-n", &name, "link", "set", "lo", "up"],
+        ];
+        // Registered first so that cleanup removes a half-made namespace too.
+        inner.netns.insert(key, name.clone());
+        for s in steps {
+            if let Err(e) = ip(s) {
+                tracing::warn!("pod {ns}/{pod} network: {e}");
+                break;
+            }
+        }
+        Some(name)
+    }
+
+    /// Starts `argv` (in `netns` when given) in its own process group.
+    pub fn spawn(
+        &self,
+        netns: Option<&str>,
+        argv: &[String],
+        stdin: bool,
+        stdin_once: bool,
+    ) -> Result<(Arc<Proc>, Child), String> {
+        let prog = lookup(argv.first().map_or("", String::as_str))?;
+        let mut cmd = match netns {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", n, &prog]);
+                c
+            }
+            None => Command::new(&prog),
+        };
+        cmd.args(&argv[1..])
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(|e| format!("exec: {prog:?}: {e}"))?;
+        if let Some(pid) = child.id() {
+            self.lock().pgids.push(pid as i32);
+        }
+        let (exited_tx, exited) = watch::channel(None);
+        let proc = Arc::new(Proc {
+            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            stdin_once,
+            sinks: Mutex::new(Vec::new()),
+            next_sink: Mutex::new(0),
+            exited,
+            exited_tx,
+            stdin_closed_once: AtomicBool::new(false),
+        });
+        Ok((proc, child))
+    }
+
+    /// Waits for `child` to end, then kills what is left of its process group (as a container
+    /// runtime does when the main process exits), drains its output and publishes the exit code.
+    pub async fn run(self: Arc<Self>, proc: Arc<Proc>, mut child: Child) -> i32 {
+        let out = child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(proc.clone().forward(1, o)));
+        let err = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(proc.clone().forward(2, e)));
+        let pid = child.id();
+        let status = child.wait().await;
+        if let Some(pid) = pid {
+            kill_group(pid as i32);
+            self.lock().pgids.retain(|p| *p != pid as i32);
+        }
+        for h in [out, err].into_iter().flatten() {
+            let _ = h.await;
+        }
+        let code = match status {
+            Ok(s) => s.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+            }),
+            Err(_) => 128,
+        };
+        proc.stdin.lock().await.take();
+        {
+            let mut sinks = proc.sinks.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = proc.exited_tx.send(Some(code));
+            sinks.clear();
+        }
+        code
+    }
+
+    /// Remembers a container's main process.
+    pub fn add_container(&self, ns: &str, pod: &str, container: &str, proc: Arc<Proc>) {
+        self.lock().containers.insert(
+            (ns.to_string(), pod.to_string(), container.to_string()),
+            proc,
+        );
+    }
+
+    /// A container's main process.
+    pub fn container(&self, ns: &str, pod: &str, container: &str) -> Option<Arc<Proc>> {
+        self.lock()
+            .containers
+            .get(&(ns.to_string(), pod.to_string(), container.to_string()))
+            .cloned()
+    }
+
+    /// Starts a background traffic generator in `netns`: `ping` to `target` every 0.2 s.
+    pub fn start_traffic(self: &Arc<Self>, netns: &str, target: &str) {
+        let argv: Vec<String> = ["ping", "-q", "-i", "0.2", target]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match self.spawn(Some(netns), &argv, false, false) {
+            Ok((proc, child)) => {
+                tokio::spawn(self.clone().run(proc, child));
+            }
+            Err(e) => tracing::warn!("traffic in {netns}: {e}"),
+        }
+    }
+
+    /// Pod `ns/pod` is gone: kill its containers, remove its namespace.
+    pub fn remove_pod(&self, ns: &str, pod: &str) {
+        let mut inner = self.lock();
+        inner.containers.retain(|k, _| !(k.0 == ns && k.1 == pod));
+        if let Some(n) = inner.netns.remove(&format!("{ns}/{pod}")) {
+            drop(inner);
+            kill_in_netns(&n);
+            let _ = ip(&["netns", "del", &n]);
+        }
+    }
+
+    /// Kills every process started and removes every namespace and the bridge.
+    pub fn cleanup(&self) {
+        let mut inner = self.lock();
+        for pgid in inner.pgids.drain(..) {
+            kill_group(pgid);
+        }
+        inner.containers.clear();
+        for (_, n) in inner.netns.drain() {
+            kill_in_netns(&n);
+            let _ = ip(&["netns", "del", &n]);
+        }
+        if inner.bridge_up {
+            inner.bridge_up = false;
+            let _ = ip(&["link", "del", &format!("{}br", self.prefix)]);
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Kills whatever still runs in network namespace `n` (e.g. a process that left its group).
+fn kill_in_netns(n: &str) {
+    if let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "pids", n])
+        .stdin(Stdio::null())
+        .output()
+    {
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            if pid > 1 {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_sh() {
+        assert!(lookup("sh").is_ok());
+        assert!(lookup("no-such-program-xyz")
+            .unwrap_err()
+            .contains("not found in $PATH"));
+    }
+}
