@@ -1498,3 +1498,361 @@ fn websocket_subprotocols_as_recorded() {
         );
     }
 }
+
+/// The recorded PodSecurity messages, reproduced from the recorded pod (app + older ephemeral
+/// containers) with the new container prepended, as the real admission sees it.
+#[test]
+fn pod_security_messages_match_recorded_real_server() {
+    use podcap_merge::testcluster::policy::psa_violations;
+    let Some(dir) = shared_dir() else { return };
+    let pod = fact(&dir, "f-200-psa-baseline-no-securitycontext.json");
+    let with = |level: &str, ec: Value, older: bool| -> String {
+        let mut spec = pod["spec"].clone();
+        let mut ecs = if older {
+            spec["ephemeralContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        ecs.insert(0, ec);
+        spec["ephemeralContainers"] = Value::Array(ecs);
+        format!(
+            "pods \"mando-1\" is forbidden: violates PodSecurity \"{level}:latest\": {}",
+            psa_violations(level, &spec).join(", ")
+        )
+    };
+    let caps = |name: &str, add: &[&str]| serde_json::json!({"name": name, "image": "i", "securityContext": {"capabilities": {"add": add}}});
+    let real = |f: &str| {
+        fact(&dir, f)["message"]
+            .as_str()
+            .expect("message")
+            .to_string()
+    };
+    // baseline checks only capabilities, so the older containers do not show up there.
+    assert_eq!(
+        with("baseline", caps("psa-b1", &["NET_RAW", "NET_ADMIN"]), true),
+        real("f-403-psa-baseline-netraw-netadmin.json")
+    );
+    assert_eq!(
+        with("baseline", caps("psa-b2", &["NET_RAW"]), true),
+        real("f-403-psa-baseline-netraw-only.json")
+    );
+    assert_eq!(
+        with(
+            "restricted",
+            caps("psa-r1", &["NET_RAW", "NET_ADMIN"]),
+            true
+        ),
+        real("f-403-psa-restricted-netraw-netadmin.json")
+    );
+    assert_eq!(
+        with(
+            "restricted",
+            serde_json::json!({"name": "psa-r2", "image": "i"}),
+            true
+        ),
+        real("f-403-psa-restricted-no-securitycontext.json")
+    );
+    let compliant = serde_json::json!({"name": "psa-r3", "image": "i", "securityContext": {
+        "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}});
+    assert_eq!(
+        with("restricted", compliant, true),
+        real("f-403-psa-restricted-compliant-ec.json")
+    );
+}
+
+impl Server {
+    fn patch_ec(&self, pod: &str, ec: &Value) -> (u16, Value) {
+        let body = serde_json::json!({"spec": {"ephemeralContainers": [ec]}});
+        let (code, resp) = self
+            .curl_send(
+                "PATCH",
+                &format!("/api/v1/namespaces/shop/pods/{pod}/ephemeralcontainers"),
+                "application/strategic-merge-patch+json",
+                &body.to_string(),
+            )
+            .expect("curl is needed for this test");
+        (code, parse_json(&resp))
+    }
+}
+
+#[test]
+fn pod_security_baseline_and_restricted() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &["--pod-security", "baseline"]);
+    let pod = first_mando_pod(&s);
+    let labels = s.ok(&["get", "ns", "shop", "--show-labels"]);
+    assert!(
+        labels.contains("pod-security.kubernetes.io/enforce=baseline"),
+        "{labels}"
+    );
+    // kubectl debug --profile=netadmin adds NET_ADMIN and NET_RAW.
+    let err = s.fails(&[
+        "debug",
+        &pod,
+        "--image=busybox",
+        "-c",
+        "psa-b1",
+        "--profile=netadmin",
+        "--",
+        "true",
+    ]);
+    assert!(
+        err.contains(&format!("Error from server (Forbidden): pods \"{pod}\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"psa-b1\" must not include \"NET_ADMIN\", \"NET_RAW\" in securityContext.capabilities.add)")),
+        "{err}"
+    );
+    let (code, body) = s.patch_ec(
+        &pod,
+        &serde_json::json!({"name": "psa-b2", "image": "busybox",
+        "command": ["true"], "securityContext": {"capabilities": {"add": ["NET_RAW"]}}}),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(body["reason"], "Forbidden");
+    assert_eq!(
+        body["details"],
+        serde_json::json!({"name": pod, "kind": "pods"})
+    );
+    // No securityContext: admitted (and it runs).
+    let (code, _) = s.patch_ec(
+        &pod,
+        &serde_json::json!({"name": "psa-b3", "image": "busybox", "command": ["true"]}),
+    );
+    assert_eq!(code, 200);
+    drop(s);
+
+    let s = Server::start(1, &["--pod-security", "restricted"]);
+    let pod = first_mando_pod(&s);
+    let compliant = serde_json::json!({"name": "psa-r3", "image": "busybox", "command": ["true"],
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}});
+    let (code, body) = s.patch_ec(&pod, &compliant);
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        format!("pods \"{pod}\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"app\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")")
+    );
+    let err = s.fails(&["debug", &pod, "--image=busybox", "--", "true"]);
+    assert!(err.contains("violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (containers \"app\", \"debugger-"), "{err}");
+}
+
+#[test]
+fn rbac_denials_as_recorded() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(
+        1,
+        &[
+            "--rbac-deny",
+            "patch:pods/ephemeralcontainers",
+            "--rbac-deny",
+            "list:pods@default",
+            "--rbac-deny",
+            "get:pods/attach",
+            "--rbac-deny",
+            "create:pods/exec",
+        ],
+    );
+    let pod = first_mando_pod(&s);
+    let dir = shared_dir();
+    let same_as = |body: &Value, f: &str| {
+        if let Some(dir) = &dir {
+            let real = serde_json::to_string(&fact(dir, f))
+                .expect("json")
+                .replace("mando-2", &pod);
+            assert_eq!(serde_json::to_string(body).expect("json"), real, "{f}");
+        }
+    };
+    let (code, body) = s.patch_ec(&pod, &serde_json::json!({"name": "x", "image": "busybox"}));
+    assert_eq!(code, 403);
+    same_as(&body, "f-403-rbac-patch-ephemeralcontainers.json");
+    let err = s.fails(&["debug", &pod, "--image=busybox", "--", "true"]);
+    assert!(err.contains(&format!("Error from server (Forbidden): pods \"{pod}\" is forbidden: User \"system:serviceaccount:shop:podcap\" cannot patch resource \"pods/ephemeralcontainers\" in API group \"\" in the namespace \"shop\"")), "{err}");
+    let err = s.fails(&["get", "pods", "-n", "default"]);
+    assert!(err.contains("Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:shop:podcap\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""), "{err}");
+    assert_eq!(rows(&s.ok(&["get", "pods", "-n", "shop"])).len(), 1);
+    // A WebSocket upgrade (GET) is authorized as `get` before 1.35.
+    let resp = s.ws_handshake(
+        &format!("/api/v1/namespaces/shop/pods/{pod}/attach?container=app&stdout=true"),
+        "v4.channel.k8s.io",
+    );
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let body = parse_json(resp.split("\r\n\r\n").nth(1).expect("body"));
+    same_as(&body, "f-403-rbac-attach-get.json");
+    // A POST is `create`: exec denied, attach (create allowed) goes on to the upgrade check.
+    let (code, body) = s
+        .curl_send(
+            "POST",
+            &format!("/api/v1/namespaces/shop/pods/{pod}/exec?command=true"),
+            "application/json",
+            "",
+        )
+        .expect("curl");
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("cannot create resource \\\"pods/exec\\\""),
+        "{body}"
+    );
+    let (code, body) = s
+        .curl_send(
+            "POST",
+            &format!("/api/v1/namespaces/shop/pods/{pod}/attach?container=app&stdout=true"),
+            "application/json",
+            "",
+        )
+        .expect("curl");
+    assert_eq!(code, 400, "{body}");
+}
+
+#[test]
+fn ephemeral_containers_disabled() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &["--no-ephemeral-containers"]);
+    let pod = first_mando_pod(&s);
+    let err = s.fails(&["debug", &pod, "--image=busybox", "--", "true"]);
+    assert!(err.contains("error: ephemeral containers are disabled for this cluster (error from server: \"the server could not find the requested resource\")"), "{err}");
+    let (code, body) = s.patch_ec(&pod, &serde_json::json!({"name": "x", "image": "busybox"}));
+    assert_eq!(code, 404);
+    assert_eq!(body["reason"], "NotFound");
+    assert_eq!(body["details"], serde_json::json!({}));
+}
+
+#[test]
+fn image_pull_failures_start_nothing() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = Server::start(1, &["--image-pull-fail", "example.com/broken:1"]);
+    let pod = first_mando_pod(&s);
+    let marker = s.dir.path().join("started");
+    let touch = serde_json::json!(["touch", marker.to_string_lossy()]);
+    let (code, body) = s.patch_ec(&pod, &serde_json::json!({"name": "pf", "image": "registry.invalid/netshoot:1", "command": touch}));
+    assert_eq!(code, 200);
+    let rv = body["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    s.wait_pod(&pod, "ImagePullBackOff", |p| {
+        container_state(p, "pf")["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let events = s.raw_watch(&format!(
+        "/api/v1/namespaces/shop/pods?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+    ));
+    let reasons: Vec<String> = events
+        .iter()
+        .map(|e| {
+            container_state(&e["object"], "pf")["waiting"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        reasons.starts_with(&[
+            "ContainerCreating".into(),
+            "ErrImagePull".into(),
+            "ImagePullBackOff".into()
+        ]),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        container_state(&events[2]["object"], "pf")["waiting"]["message"],
+        "Back-off pulling image \"registry.invalid/netshoot:1\""
+    );
+    let err_msg = events[1]["object"]["status"]["ephemeralContainerStatuses"][0]["state"]
+        ["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(err_msg.starts_with("rpc error: code = Unknown desc = failed to pull and unpack image \"registry.invalid/netshoot:1\""), "{err_msg}");
+    // pull policy Never: the recorded ErrImageNeverPull.
+    let (code, _) = s.patch_ec(&pod, &serde_json::json!({"name": "pn", "image": "example.com/broken:1", "imagePullPolicy": "Never", "command": touch}));
+    assert_eq!(code, 200);
+    let p = s.wait_pod(&pod, "ErrImageNeverPull", |p| {
+        container_state(p, "pn")["waiting"]["reason"] == "ErrImageNeverPull"
+    });
+    if let Some(dir) = shared_dir() {
+        let real = fact(&dir, "f-ecstatus-waiting-ErrImageNeverPull.json")["state"]["waiting"]
+            ["message"]
+            .as_str()
+            .expect("message")
+            .replace("k8sfeas.local/doesnotexist:1", "example.com/broken:1");
+        assert_eq!(
+            container_state(&p, "pn")["waiting"]["message"],
+            real.as_str()
+        );
+    }
+    assert!(
+        !marker.exists(),
+        "no process may start for an image that cannot be pulled"
+    );
+    // An ordinary one still runs, and exec into a running ephemeral container works.
+    let (code, _) = s.patch_ec(
+        &pod,
+        &serde_json::json!({"name": "ok", "image": "busybox", "command": ["sleep", "30"]}),
+    );
+    assert_eq!(code, 200);
+    s.wait_pod(&pod, "running", |p| {
+        container_state(p, "ok")["running"].is_object()
+    });
+    assert_eq!(
+        s.ok(&["exec", &pod, "-c", "ok", "--", "echo", "hi"]),
+        "hi\n"
+    );
+}
+
+#[test]
+fn demo_pods_serve_and_curl_http() {
+    if !have_kubectl() || !netns_mode() {
+        return;
+    }
+    let s = Server::start(2, &[]);
+    let out = s.ok(&["get", "pods", "-n", "shop", "-o", "wide"]);
+    let pods: Vec<(String, String)> = rows(&out)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[5].clone()))
+        .collect();
+    // python3 needs a moment to listen.
+    let mut served = 0;
+    for _ in 0..30 {
+        served = 0;
+        for (_, ip) in &pods {
+            let url = format!("http://{ip}:80/");
+            let out = s.kubectl(&[
+                "exec",
+                &pods[0].0,
+                "--",
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ]);
+            served += usize::from(out.stdout == b"200");
+        }
+        if served == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(served, 1, "exactly one of two demo pods serves HTTP");
+    for (name, _) in &pods {
+        let out = s.kubectl(&[
+            "exec", name, "--", "timeout", "5", "tcpdump", "-i", "any", "-n", "-c", "2", "tcp",
+            "port", "80",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("2 packets captured"), "{name}: {err}");
+    }
+}

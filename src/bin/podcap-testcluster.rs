@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use podcap_merge::testcluster::policy::Deny;
 use podcap_merge::testcluster::{parse_labels, Config, TestCluster};
 
 /// A local stand-in Kubernetes API server that the real kubectl accepts.
@@ -29,6 +30,21 @@ struct Args {
     /// Server version to report (kubectl's dispatcher runs the matching client).
     #[arg(long, default_value = "1.30")]
     server_version: String,
+    /// Label the namespace `pod-security.kubernetes.io/enforce=LEVEL` (baseline or restricted):
+    /// adding an ephemeral container that violates it gets the real 403.
+    #[arg(long, value_name = "LEVEL")]
+    pod_security: Option<String>,
+    /// Deny the kubeconfig's user VERB on RESOURCE (403 as from RBAC), e.g.
+    /// `patch:pods/ephemeralcontainers`, `create:pods/attach`, `list:pods@default`. Repeatable.
+    #[arg(long, value_name = "VERB:RESOURCE[@NS]")]
+    rbac_deny: Vec<String>,
+    /// Do not serve the ephemeralcontainers subresource (404 NotFound with empty details).
+    #[arg(long)]
+    no_ephemeral_containers: bool,
+    /// Pulling IMAGE fails (exact reference, or a prefix ending in `/`); `registry.invalid/…`
+    /// always fails. Repeatable.
+    #[arg(long, value_name = "IMAGE")]
+    image_pull_fail: Vec<String>,
 }
 
 #[tokio::main]
@@ -56,6 +72,14 @@ async fn run(args: Args) -> Result<(), String> {
         namespace: args.namespace,
         labels: parse_labels(&args.labels)?,
         server_version: args.server_version,
+        pod_security: args.pod_security,
+        rbac_deny: args
+            .rbac_deny
+            .iter()
+            .map(|d| Deny::parse(d))
+            .collect::<Result<_, _>>()?,
+        no_ephemeral_containers: args.no_ephemeral_containers,
+        image_pull_fail: args.image_pull_fail,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;

@@ -32,6 +32,8 @@ pub struct Shared {
     pub address: String,
     /// The emulated kubelet's processes and network namespaces.
     pub kubelet: Arc<super::kubelet::Kubelet>,
+    /// Fault and policy modes (RBAC denials, disabled subresource, failing pulls).
+    pub faults: super::policy::Faults,
 }
 
 impl Shared {
@@ -229,6 +231,21 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp,
             return Ok(unauthorized());
         }
         if req.method() == Method::GET || req.method() == Method::POST {
+            // A WebSocket upgrade (GET) is authorized as `get` before 1.35, `create` from 1.35;
+            // a POST is always `create`.
+            let minor: u32 = str_at(&shared.version, "/minor").parse().unwrap_or(0);
+            let verb = if req.method() == Method::POST || minor >= 35 {
+                "create"
+            } else {
+                "get"
+            };
+            let pods = objects::resource("", "pods").expect("pods");
+            if let Some(r) = shared
+                .faults
+                .authorize(verb, pods, Some(sub), Some(ns), Some(pod))
+            {
+                return Ok(r);
+            }
             let (ns, pod, exec) = (ns.to_string(), pod.to_string(), *sub == "exec");
             return Ok(super::stream::handle(&shared, req, &ns, &pod, exec));
         }
@@ -323,13 +340,30 @@ fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
         // attach, exec, log, portforward, proxy, scale…: not yet.
         Some(_) => return page_not_found(),
     }
+    let m = req.method();
+    let watch = query_param(query, "watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (m, name) {
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, Some(_)) => "delete",
+        (&Method::DELETE, None) => "deletecollection",
+        _ if watch => "watch",
+        (_, Some(_)) => "get",
+        (_, None) => "list",
+    };
+    if let Some(r) = shared.faults.authorize(verb, resource, sub, ns, name) {
+        return r;
+    }
+    if sub == Some("ephemeralcontainers") && shared.faults.no_ephemeral_containers {
+        return super::policy::ephemeral_disabled();
+    }
     let as_table = accept.contains("as=Table");
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let m = req.method();
     match (resource.name, ns, name, sub) {
         ("pods", Some(ns), None, None) if m == Method::POST => {
             return write::create_pod(shared, ns, req.body(), query)
@@ -358,7 +392,6 @@ fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
         );
     }
 
-    let watch = query_param(query, "watch").is_some_and(|w| w == "true" || w == "1");
     if watch {
         if name.is_some() {
             return method_not_allowed("watch of a single object: use a list with a fieldSelector");

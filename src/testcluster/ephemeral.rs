@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::api::{bad_request, json_resp, not_found, respond, status_body, Resp, Shared};
 use super::objects::{self, now_unix, rfc3339, str_at};
 use super::patch;
+use super::policy;
 use super::write::{default_container, update_pod, Cause, STEP};
 
 fn list(pod: &Value, key: &str) -> Vec<Value> {
@@ -178,6 +179,22 @@ pub fn update(
     if !causes.is_empty() {
         return super::write::invalid_body_resp(name, &causes);
     }
+    // Pod Security admission (a validating admission: after validation) checks the whole pod.
+    let level = st
+        .get("namespaces", None, ns)
+        .map(|n| {
+            objects::labels_of(n)
+                .get(policy::PSA_LABEL)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let mut spec = old["spec"].clone();
+    spec["ephemeralContainers"] = json!(new_ecs);
+    let pods = objects::resource("", "pods").expect("pods");
+    if let Some(r) = policy::psa_check(&level, name, &spec, pods) {
+        return r;
+    }
     let old_ecs = list(&old, "ephemeralContainers");
     if new_ecs == old_ecs {
         return json_resp(StatusCode::OK, &old);
@@ -237,6 +254,22 @@ async fn start_containers(
         }
     });
     if !alive {
+        return;
+    }
+    // Images that cannot be pulled: no process, ErrImagePull / ImagePullBackOff for ever.
+    let (failing, added): (Vec<Value>, Vec<Value>) = added
+        .into_iter()
+        .partition(|c| shared.faults.pull_fails(str_at(c, "/image")));
+    if !failing.is_empty() {
+        tokio::spawn(pull_fails(
+            shared.clone(),
+            ns.clone(),
+            name.clone(),
+            uid.clone(),
+            failing,
+        ));
+    }
+    if added.is_empty() {
         return;
     }
     tokio::time::sleep(STEP).await;
@@ -310,6 +343,47 @@ async fn start_containers(
                 );
             });
         });
+    }
+}
+
+/// The pretend kubelet for images that cannot be pulled: `ErrImagePull` (or, with
+/// `imagePullPolicy: Never`, the recorded `ErrImageNeverPull`), then `ImagePullBackOff`, then
+/// again `ErrImagePull` after a back-off (1 s, doubling up to 8 s), until the pod goes away.
+async fn pull_fails(shared: Arc<Shared>, ns: String, name: String, uid: String, cs: Vec<Value>) {
+    let set = |backoff: bool| {
+        update_pod(&shared, &ns, &name, &uid, |pod, _| {
+            for c in &cs {
+                let image = str_at(c, "/image");
+                let waiting = if str_at(c, "/imagePullPolicy") == "Never" {
+                    json!({"message": format!("Container image {} is not present with pull policy of Never", json!(image)),
+                        "reason": "ErrImageNeverPull"})
+                } else if backoff {
+                    json!({"message": format!("Back-off pulling image {}", json!(image)),
+                        "reason": "ImagePullBackOff"})
+                } else {
+                    json!({"message": policy::pull_error_message(image), "reason": "ErrImagePull"})
+                };
+                set_status(
+                    pod,
+                    json!({"name": c["name"], "state": {"waiting": waiting},
+                    "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"], "imageID": ""}),
+                );
+            }
+        })
+    };
+    let never = cs.iter().all(|c| str_at(c, "/imagePullPolicy") == "Never");
+    let mut delay = std::time::Duration::from_secs(1);
+    tokio::time::sleep(STEP).await;
+    loop {
+        if !set(false) || never {
+            return;
+        }
+        tokio::time::sleep(STEP * 3).await;
+        if !set(true) {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(8));
     }
 }
 

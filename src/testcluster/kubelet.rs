@@ -333,6 +333,17 @@ impl Kubelet {
         }
     }
 
+    /// Starts a background workload `argv` in `netns` (killed at clean-up).
+    pub fn start_background(self: &Arc<Self>, netns: &str, argv: &[&str]) {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        match self.spawn(Some(netns), &argv, false, false) {
+            Ok((proc, child)) => {
+                tokio::spawn(self.clone().run(proc, child));
+            }
+            Err(e) => tracing::warn!("workload in {netns}: {e}"),
+        }
+    }
+
     /// Pod `ns/pod` is gone: kill its containers, remove its namespace.
     pub fn remove_pod(&self, ns: &str, pod: &str) {
         let mut inner = self.lock();

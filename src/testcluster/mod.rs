@@ -13,6 +13,7 @@ pub mod ephemeral;
 pub mod kubelet;
 pub mod objects;
 pub mod patch;
+pub mod policy;
 pub mod selectors;
 pub mod stream;
 pub mod table;
@@ -33,7 +34,7 @@ use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use objects::{Demo, Rng, State};
+use objects::{str_at, Demo, Rng, State};
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -47,6 +48,15 @@ pub struct Config {
     /// Reported server version, `1.30` or `1.30.2` (kubectl's dispatcher picks its client by
     /// the minor version).
     pub server_version: String,
+    /// Pod Security level enforced in `namespace` (label
+    /// `pod-security.kubernetes.io/enforce`): `baseline` or `restricted`.
+    pub pod_security: Option<String>,
+    /// RBAC denials for the kubeconfig's user (`VERB:RESOURCE[@NAMESPACE]`).
+    pub rbac_deny: Vec<policy::Deny>,
+    /// Serve no ephemeralcontainers subresource (404 with empty details).
+    pub no_ephemeral_containers: bool,
+    /// Images whose pull fails (besides `registry.invalid/…`).
+    pub image_pull_fail: Vec<String>,
 }
 
 impl Default for Config {
@@ -56,6 +66,10 @@ impl Default for Config {
             namespace: "shop".into(),
             labels: [("app".to_string(), "mando".to_string())].into(),
             server_version: "1.30".into(),
+            pod_security: None,
+            rbac_deny: Vec::new(),
+            no_ephemeral_containers: false,
+            image_pull_fail: Vec::new(),
         }
     }
 }
@@ -137,8 +151,30 @@ impl TestCluster {
             git_version: objects::str_at(&version, "/gitVersion").to_string(),
             seed: rng.next_u64(),
         };
+        if let Some(level) = &config.pod_security {
+            if level != "baseline" && level != "restricted" && level != "privileged" {
+                return Err(format!(
+                    "pod security level {level:?} is not baseline, restricted or privileged"
+                ));
+            }
+        }
+        let mut state = State::new(&demo);
+        if let Some(level) = &config.pod_security {
+            for n in state.objects.entry("namespaces").or_default() {
+                if str_at(n, "/metadata/name") == config.namespace {
+                    n["metadata"]["labels"][policy::PSA_LABEL] = json!(level);
+                }
+            }
+        }
+        let faults = policy::Faults {
+            rbac_deny: config.rbac_deny.clone(),
+            user: format!("system:serviceaccount:{}:podcap", config.namespace),
+            no_ephemeral_containers: config.no_ephemeral_containers,
+            image_pull_fail: config.image_pull_fail.clone(),
+        };
         let shared = Arc::new(api::Shared {
-            state: Mutex::new(State::new(&demo)),
+            faults,
+            state: Mutex::new(state),
             token: token.clone(),
             version,
             address: addr.to_string(),
@@ -218,11 +254,28 @@ fn start_demo_network(shared: &Arc<api::Shared>) {
         .iter()
         .map(|(ns, name, ip)| shared.kubelet.pod_netns(ns, name, ip))
         .collect();
+    // Even-numbered pods serve HTTP (`python3 -m http.server 80`), odd-numbered ones curl every
+    // server in a loop (a single pod curls itself); every pod also pings the next one.
+    let servers: Vec<&str> = pods.iter().step_by(2).map(|p| p.2.as_str()).collect();
+    let curl_loop = format!(
+        "while :; do for ip in {}; do curl -s -o /dev/null -m 1 http://$ip:80/; done; sleep 0.5; done",
+        servers.join(" ")
+    );
     for (i, n) in netns.iter().enumerate() {
         if let Some(n) = n {
             shared
                 .kubelet
                 .start_traffic(n, &pods[(i + 1) % pods.len()].2);
+            if i % 2 == 0 {
+                shared
+                    .kubelet
+                    .start_background(n, &["python3", "-m", "http.server", "80"]);
+            }
+            if i % 2 == 1 || pods.len() == 1 {
+                shared
+                    .kubelet
+                    .start_background(n, &["sh", "-c", &curl_loop]);
+            }
         }
     }
 }
