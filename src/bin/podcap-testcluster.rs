@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use podcap_merge::testcluster::policy::Deny;
+use podcap_merge::testcluster::scale;
 use podcap_merge::testcluster::{parse_labels, Config, TestCluster};
 
 /// A local stand-in Kubernetes API server that the real kubectl accepts.
@@ -45,6 +46,16 @@ struct Args {
     /// always fails. Repeatable.
     #[arg(long, value_name = "IMAGE")]
     image_pull_fail: Vec<String>,
+    /// SECS after start, create one more pod of the demo Deployment (same labels; watches see
+    /// ADDED, then ContainerCreating and Running). Repeatable.
+    #[arg(long, value_name = "SECS")]
+    add_pod_after: Vec<String>,
+    /// SECS after start, create N more pods of the demo Deployment. Repeatable.
+    #[arg(long, value_name = "N@SECS")]
+    add_pods: Vec<String>,
+    /// SECS after start, delete one demo pod (Terminating, then gone). Repeatable.
+    #[arg(long, value_name = "SECS")]
+    delete_pod_after: Vec<String>,
 }
 
 #[tokio::main]
@@ -80,6 +91,22 @@ async fn run(args: Args) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         no_ephemeral_containers: args.no_ephemeral_containers,
         image_pull_fail: args.image_pull_fail,
+        add_pods_after: {
+            let mut v: Vec<f64> = args
+                .add_pod_after
+                .iter()
+                .map(|s| scale::parse_secs(s))
+                .collect::<Result<_, _>>()?;
+            for a in &args.add_pods {
+                v.extend(scale::parse_count_at(a)?);
+            }
+            v
+        },
+        delete_pods_after: args
+            .delete_pod_after
+            .iter()
+            .map(|s| scale::parse_secs(s))
+            .collect::<Result<_, _>>()?,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;

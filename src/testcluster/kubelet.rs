@@ -105,6 +105,8 @@ struct Inner {
     bridge_up: bool,
     /// (ns, pod, container) → main process.
     containers: HashMap<(String, String, String), Arc<Proc>>,
+    /// Pod IPs of the demo HTTP servers (targets of the client workload).
+    demo_servers: Vec<String>,
 }
 
 /// Runs the real processes.
@@ -164,11 +166,20 @@ impl Kubelet {
         let netns_enabled = root
             && std::env::var_os("PODCAP_TESTCLUSTER_NO_NETNS").is_none()
             && ip(&["netns", "list"]).is_ok();
-        Kubelet {
+        let k = Kubelet {
             netns_enabled,
             prefix: format!("pc{tag}"),
             inner: Mutex::new(Inner::default()),
+        };
+        if netns_enabled {
+            remove_stale();
+            let dir = state_dir();
+            let _ = std::fs::create_dir_all(&dir);
+            if let Err(e) = std::fs::write(dir.join(&k.prefix), std::process::id().to_string()) {
+                tracing::warn!("state file in {}: {e}", dir.display());
+            }
         }
+        k
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -199,7 +210,7 @@ impl Kubelet {
         }
         inner.next_if += 1;
         let idx = inner.next_if;
-        let name = format!("podcap-tc-{}-{idx}", self.prefix);
+        let name = format!("{NETNS_PREFIX}{}-{}-{idx}", self.prefix, std::process::id());
         let host_if = format!("{}v{idx}", self.prefix);
         let peer = format!("{}p{idx}", self.prefix);
         let _ = ip(&["netns", "del", &name]);
@@ -333,6 +344,21 @@ impl Kubelet {
         }
     }
 
+    /// Remembers the demo HTTP servers' pod IPs (for [`Kubelet::start_client_workload`]).
+    pub fn set_demo_servers(&self, ips: Vec<String>) {
+        self.lock().demo_servers = ips;
+    }
+
+    /// The demo client pods' workload in `netns` (pod IP `own_ip`): `ping` to the first demo
+    /// server and a curl loop over all of them (with no demo servers: ping itself).
+    pub fn start_client_workload(self: &Arc<Self>, netns: &str, own_ip: &str) {
+        let servers = self.lock().demo_servers.clone();
+        self.start_traffic(netns, servers.first().map_or(own_ip, String::as_str));
+        if !servers.is_empty() {
+            self.start_background(netns, &["sh", "-c", &curl_loop(&servers)]);
+        }
+    }
+
     /// Starts a background workload `argv` in `netns` (killed at clean-up).
     pub fn start_background(self: &Arc<Self>, netns: &str, argv: &[&str]) {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
@@ -369,6 +395,122 @@ impl Kubelet {
         if inner.bridge_up {
             inner.bridge_up = false;
             let _ = ip(&["link", "del", &format!("{}br", self.prefix)]);
+        }
+        if self.netns_enabled {
+            let file = state_dir().join(&self.prefix);
+            if std::fs::read_to_string(&file)
+                .is_ok_and(|p| p.trim() == std::process::id().to_string())
+            {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+}
+
+/// The demo clients' loop: curl every server in turn, every 0.5 s.
+pub fn curl_loop(servers: &[String]) -> String {
+    format!(
+        "while :; do for ip in {}; do curl -s -o /dev/null -m 1 http://$ip:80/; done; sleep 0.5; done",
+        servers.join(" ")
+    )
+}
+
+/// Prefix of every network namespace a server makes:
+/// `podcap-tc-pc<PORT>-<PID>-<i>` (links: `pc<PORT>br`, `pc<PORT>v<i>`, `pc<PORT>p<i>`).
+pub const NETNS_PREFIX: &str = "podcap-tc-";
+
+/// Where each server (as root) records `pc<PORT>` → its PID: `/run/podcap-testcluster`, or
+/// `$TMPDIR/podcap-testcluster` when `/run` is not writable.
+pub fn state_dir() -> std::path::PathBuf {
+    let run = std::path::PathBuf::from("/run/podcap-testcluster");
+    if std::fs::create_dir_all(&run).is_ok() {
+        run
+    } else {
+        std::env::temp_dir().join("podcap-testcluster")
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// `podcap-tc-pc<PORT>-<PID>-<i>` → (`pc<PORT>`, PID).
+fn netns_owner(name: &str) -> Option<(&str, u32)> {
+    let rest = name.strip_prefix(NETNS_PREFIX)?;
+    let mut parts = rest.split('-');
+    let tag = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<usize>().ok()?;
+    (tag.starts_with("pc") && parts.next().is_none()).then_some((tag, pid))
+}
+
+fn ip_output(args: &[&str]) -> String {
+    std::process::Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Removes what crashed servers left behind: namespaces whose owning PID is gone, and the
+/// bridge and veths of every `pc<PORT>` whose state file names a PID that is gone. What
+/// belongs to a live server is never touched.
+pub fn remove_stale() {
+    let mut dead_tags: Vec<String> = Vec::new();
+    let dir = state_dir();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let tag = e.file_name().to_string_lossy().into_owned();
+            let Ok(pid) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            if tag.starts_with("pc") && pid.trim().parse().is_ok_and(|p| !pid_alive(p)) {
+                let _ = std::fs::remove_file(e.path());
+                dead_tags.push(tag);
+            }
+        }
+    }
+    for line in ip_output(&["netns", "list"]).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if netns_owner(name).is_some_and(|(_, pid)| !pid_alive(pid)) {
+            tracing::info!("removing stale network namespace {name}");
+            kill_in_netns(name);
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+    if dead_tags.is_empty() {
+        return;
+    }
+    for line in ip_output(&["-o", "link", "show"]).lines() {
+        // `7: pc4242v1@if6: <…` → `pc4242v1`
+        let Some(link) = line
+            .split(": ")
+            .nth(1)
+            .map(|l| l.split('@').next().unwrap_or(l))
+        else {
+            continue;
+        };
+        let owned = dead_tags.iter().any(|t| {
+            link.strip_prefix(t.as_str()).is_some_and(|rest| {
+                rest == "br"
+                    || rest
+                        .strip_prefix(['v', 'p'])
+                        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+        });
+        if owned {
+            tracing::info!("removing stale link {link}");
+            let _ = ip(&["link", "del", link]);
         }
     }
 }
@@ -412,6 +554,15 @@ fn kill_in_netns(n: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netns_names_carry_the_owner() {
+        assert_eq!(netns_owner("podcap-tc-pc4242-77-3"), Some(("pc4242", 77)));
+        assert_eq!(netns_owner("podcap-tc-pc4242-3"), None);
+        assert_eq!(netns_owner("other-pc4242-77-3"), None);
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(u32::MAX));
+    }
 
     #[test]
     fn lookup_finds_sh() {

@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod objects;
 pub mod patch;
 pub mod policy;
+pub mod scale;
 pub mod selectors;
 pub mod stream;
 pub mod table;
@@ -57,6 +58,10 @@ pub struct Config {
     pub no_ephemeral_containers: bool,
     /// Images whose pull fails (besides `registry.invalid/…`).
     pub image_pull_fail: Vec<String>,
+    /// Seconds after start at which one more demo pod is created (one entry per pod).
+    pub add_pods_after: Vec<f64>,
+    /// Seconds after start at which one demo pod is deleted (one entry per pod).
+    pub delete_pods_after: Vec<f64>,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             rbac_deny: Vec::new(),
             no_ephemeral_containers: false,
             image_pull_fail: Vec::new(),
+            add_pods_after: Vec::new(),
+            delete_pods_after: Vec::new(),
         }
     }
 }
@@ -181,6 +188,12 @@ impl TestCluster {
             kubelet: Arc::new(kubelet::Kubelet::new(addr.port())),
         });
         start_demo_network(&shared);
+        scale::schedule(
+            &shared,
+            &config.namespace,
+            &config.add_pods_after,
+            &config.delete_pods_after,
+        );
         let (stop, stopped) = tokio_watch::channel(false);
         let task = tokio::spawn(serve(
             listener,
@@ -256,11 +269,9 @@ fn start_demo_network(shared: &Arc<api::Shared>) {
         .collect();
     // Even-numbered pods serve HTTP (`python3 -m http.server 80`), odd-numbered ones curl every
     // server in a loop (a single pod curls itself); every pod also pings the next one.
-    let servers: Vec<&str> = pods.iter().step_by(2).map(|p| p.2.as_str()).collect();
-    let curl_loop = format!(
-        "while :; do for ip in {}; do curl -s -o /dev/null -m 1 http://$ip:80/; done; sleep 0.5; done",
-        servers.join(" ")
-    );
+    let servers: Vec<String> = pods.iter().step_by(2).map(|p| p.2.clone()).collect();
+    let curl_loop = kubelet::curl_loop(&servers);
+    shared.kubelet.set_demo_servers(servers);
     for (i, n) in netns.iter().enumerate() {
         if let Some(n) = n {
             shared

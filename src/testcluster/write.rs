@@ -379,6 +379,110 @@ async fn start_pod(shared: Arc<Shared>, ns: String, name: String, uid: String) {
         s["podIPs"] = json!([{"ip": ip}]);
         s["containerStatuses"] = json!(statuses);
     });
+    start_first_container(&shared, &ns, &name, &uid);
+}
+
+/// The real side of a Running created pod: its first container's `command` + `args` run as
+/// a host process (as root in the pod's network namespace), like an ephemeral container's; a
+/// first container without a command gets, as root, the demo client pods' workload (ping +
+/// curl loop to the demo HTTP servers). When the process exits the container is reported
+/// `terminated` (and, with `restartPolicy: Never`, the pod `Succeeded`/`Failed`).
+fn start_first_container(shared: &Arc<Shared>, ns: &str, name: &str, uid: &str) {
+    let Some(pod) = shared.lock().get("pods", Some(ns), name).cloned() else {
+        return;
+    };
+    if str_at(&pod, "/metadata/uid") != uid || pod.pointer("/metadata/deletionTimestamp").is_some()
+    {
+        return;
+    }
+    let Some(c) = containers(&pod).into_iter().next() else {
+        return;
+    };
+    let pod_ip = str_at(&pod, "/status/podIP").to_string();
+    let strings = |k: &str| -> Vec<String> {
+        c.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // No image entrypoint to fall back on: `args` alone (`kubectl run P --image=I -- ARGS`) run
+    // as the command.
+    let argv: Vec<String> = strings("command")
+        .into_iter()
+        .chain(strings("args"))
+        .collect();
+    if argv.is_empty() {
+        if shared.kubelet.netns_enabled {
+            if let Some(n) = shared.kubelet.pod_netns(ns, name, &pod_ip) {
+                shared.kubelet.start_client_workload(&n, &pod_ip);
+            }
+        }
+        return;
+    }
+    let netns = shared.kubelet.pod_netns(ns, name, &pod_ip);
+    let cname = str_at(&c, "/name").to_string();
+    let (stdin, stdin_once) = (c["stdin"] == true, c["stdinOnce"] == true);
+    let never = str_at(&pod, "/spec/restartPolicy") == "Never";
+    let started = rfc3339(now_unix());
+    let finish = move |pod: &mut Value, code: i32, reason: &str, message: Option<String>| {
+        let ts = rfc3339(now_unix());
+        if let Some(Value::Array(statuses)) = pod.pointer_mut("/status/containerStatuses") {
+            for s in statuses.iter_mut().filter(|s| s["name"] == cname.as_str()) {
+                let mut t = json!({"containerID": s["containerID"], "exitCode": code,
+                    "finishedAt": ts, "reason": reason, "startedAt": started});
+                if let Some(m) = &message {
+                    t["message"] = json!(m);
+                }
+                s["state"] = json!({"terminated": t});
+                s["ready"] = json!(false);
+                s["started"] = json!(false);
+            }
+        }
+        if let Some(Value::Array(conds)) = pod.pointer_mut("/status/conditions") {
+            for cond in conds
+                .iter_mut()
+                .filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady")
+            {
+                cond["status"] = json!("False");
+            }
+        }
+        if never {
+            pod["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
+        }
+    };
+    match shared
+        .kubelet
+        .spawn(netns.as_deref(), &argv, stdin, stdin_once)
+    {
+        Ok((proc, child)) => {
+            shared
+                .kubelet
+                .add_container(ns, name, str_at(&c, "/name"), proc.clone());
+            let (shared, ns, name, uid) = (
+                shared.clone(),
+                ns.to_string(),
+                name.to_string(),
+                uid.to_string(),
+            );
+            tokio::spawn(async move {
+                let code = shared.kubelet.clone().run(proc, child).await;
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                update_pod(&shared, &ns, &name, &uid, |pod, _| {
+                    finish(pod, code, reason, None);
+                });
+            });
+        }
+        Err(e) => {
+            update_pod(shared, ns, name, uid, |pod, _| {
+                finish(pod, 128, "StartError", Some(format!("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {e}: unknown")));
+            });
+        }
+    }
 }
 
 fn containers(pod: &Value) -> Vec<Value> {
