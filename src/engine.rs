@@ -376,12 +376,7 @@ impl Engine {
                         break;
                     }
                     Next::WaitUntil(None) | Next::NeedInput(_) => break,
-                    Next::Done => {
-                        if !self.keep_open() {
-                            return Ok(());
-                        }
-                        break;
-                    }
+                    Next::Done => return Ok(()),
                 }
             }
             if Instant::now() >= next_tick {
@@ -409,11 +404,6 @@ impl Engine {
         }
     }
 
-    /// Live capture waits for sources even when none is open (pods may come later); set by
-    /// callers that add sources over time. Local runs end when every source has ended.
-    fn keep_open(&self) -> bool {
-        false
-    }
 }
 
 /// Runs the engine until every source has ended or a stop condition is met. Returns the

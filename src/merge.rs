@@ -163,16 +163,6 @@ impl Merger {
         s.open = false;
     }
 
-    /// Is `src` still open?
-    pub fn is_open(&self, src: usize) -> bool {
-        self.sources[src].open
-    }
-
-    /// Records queued for `src`.
-    pub fn queued(&self, src: usize) -> usize {
-        self.sources[src].queue.len()
-    }
-
     /// Packets of `src` written after a later packet (live rule).
     pub fn late(&self, src: usize) -> u64 {
         self.sources[src].late

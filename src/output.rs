@@ -113,20 +113,12 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
-    /// Output interfaces of `src`, all sections.
-    pub fn interfaces_of(&self, src: usize) -> impl Iterator<Item = &OutputInterface> {
-        self.interfaces.iter().filter(move |i| i.source == src)
-    }
 
     /// Registers a source; sources are numbered in the order they are added.
     pub fn add_source(&mut self, label: SourceLabel) -> usize {
         self.labels.push(label);
         self.sources.push(SourceState::default());
         self.sources.len() - 1
-    }
-
-    pub fn interfaces(&self) -> &[OutputInterface] {
-        &self.interfaces
     }
 
     /// Packets and captured bytes written for `src`.
@@ -239,10 +231,6 @@ impl<W: Write> Output<W> {
         self.writer.into_inner()
     }
 
-    /// Adds name records of our own (e.g. pod IP → pod name).
-    pub fn add_names(&mut self, names: Vec<NameRecord>) -> io::Result<()> {
-        self.write(usize::MAX, Record::Names(names))
-    }
 
     /// Flushes what is buffered to the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {

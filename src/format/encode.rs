@@ -63,10 +63,6 @@ impl<W: Write> PcapngWriter<W> {
         self.written + self.buf.len() as u64
     }
 
-    pub fn get_ref(&self) -> &W {
-        &self.out
-    }
-
     fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_ne_bytes());
     }
