@@ -403,7 +403,6 @@ impl Engine {
             }
         }
     }
-
 }
 
 /// Runs the engine until every source has ended or a stop condition is met. Returns the

@@ -19,3 +19,14 @@ pub mod sink;
 pub mod source;
 pub mod stop;
 pub mod testcluster;
+
+/// Logging for the binaries: `tracing` to stderr, filtered by `RUST_LOG` (default `warn`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -171,8 +171,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                                     break;
                                 }
                                 changed = stop.changed() => {
-                                    let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
-                                    st.on_level(level, kill_timer.as_mut());
+                                    st.on_level(level_after(changed, &stop), kill_timer.as_mut());
                                     if st.forced {
                                         break;
                                     }
@@ -195,8 +194,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
                 }
             },
             changed = stop.changed() => {
-                let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
-                st.on_level(level, kill_timer.as_mut());
+                st.on_level(level_after(changed, &stop), kill_timer.as_mut());
                 if st.forced {
                     break;
                 }
@@ -255,6 +253,18 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         tx.failed(format!("`{}` {status}{said}", spec.command));
     }
     tx.end();
+}
+
+/// The stop level after a change notification; a vanished sender means stop now.
+fn level_after(
+    changed: Result<(), watch::error::RecvError>,
+    stop: &watch::Receiver<StopLevel>,
+) -> StopLevel {
+    if changed.is_ok() {
+        *stop.borrow()
+    } else {
+        StopLevel::Now
+    }
 }
 
 /// A timer that does not fire.

@@ -285,13 +285,7 @@ fn run_capture(args: LiveArgs) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    podcap_merge::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Merge(args)) => run_merge(args),

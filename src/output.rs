@@ -113,7 +113,6 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
-
     /// Registers a source; sources are numbered in the order they are added.
     pub fn add_source(&mut self, label: SourceLabel) -> usize {
         self.labels.push(label);
@@ -230,7 +229,6 @@ impl<W: Write> Output<W> {
         self.write_statistics()?;
         self.writer.into_inner()
     }
-
 
     /// Flushes what is buffered to the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
