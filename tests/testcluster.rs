@@ -433,18 +433,10 @@ impl Server {
         if let Some(t) = token {
             cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
         }
-        let Ok(out) = cmd.output() else {
-            eprintln!("\n!!!! WARNING: curl not found; skipping a raw HTTP check !!!!\n");
-            return None;
-        };
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').expect("status line");
-        Some((code.trim().parse().expect("code"), body.to_string()))
+        let out = cmd
+            .output()
+            .expect("curl is needed (scripts/test installs it)");
+        Some(curl_result(&out))
     }
 
     fn token(&self) -> String {
@@ -585,7 +577,7 @@ impl Server {
         let ca_file = self.dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca).expect("write ca");
         let url = format!("{}{path}", cluster["server"].as_str().expect("server"));
-        let Ok(out) = Command::new("curl")
+        let out = Command::new("curl")
             .args(["-sS", "--cacert"])
             .arg(&ca_file)
             .args(["-X", method, "-H"])
@@ -594,18 +586,8 @@ impl Server {
             .arg(format!("Content-Type: {content_type}"))
             .args(["--data-binary", body, "-w", "\n%{http_code}", &url])
             .output()
-        else {
-            eprintln!("\n!!!! WARNING: curl not found; skipping a raw HTTP check !!!!\n");
-            return None;
-        };
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').expect("status line");
-        Some((code.trim().parse().expect("code"), body.to_string()))
+            .expect("curl is needed (scripts/test installs it)");
+        Some(curl_result(&out))
     }
 
     /// A long-running kubectl whose stdout lines arrive on the channel; killed by the caller.
@@ -1225,10 +1207,11 @@ fn pcap_records(data: &[u8]) -> usize {
 
 #[test]
 fn debug_runs_tcpdump_and_yields_a_whole_pcap() {
-    if !have_kubectl() || Command::new("tcpdump").arg("--version").output().is_err() {
-        eprintln!("\n!!!! WARNING: kubectl or tcpdump missing; skipping !!!!\n");
-        return;
-    }
+    have_kubectl();
+    assert!(
+        Command::new("tcpdump").arg("--version").output().is_ok(),
+        "tcpdump is needed (scripts/test installs it)"
+    );
     let s = Server::start(2, &[]);
     let pod = first_mando_pod(&s);
     // As root the demo pods ping each other inside their namespaces; otherwise tcpdump sees the
@@ -1431,10 +1414,10 @@ impl Server {
 
 #[test]
 fn websocket_subprotocols_as_recorded() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("\n!!!! WARNING: curl not found; skipping !!!!\n");
-        return;
-    }
+    assert!(
+        Command::new("curl").arg("--version").output().is_ok(),
+        "curl is needed (scripts/test installs it)"
+    );
     for (version, offer, expect) in [
         (
             "1.30",
@@ -2077,4 +2060,16 @@ fn created_pods_run_their_command() {
         assert!(comms.lines().any(|l| l == "ping"), "{comms}");
         assert!(comms.lines().any(|l| l == "curl" || l == "sh"), "{comms}");
     }
+}
+
+/// Splits `curl -w "\n%{http_code}"` output into (status, body); curl itself must succeed.
+fn curl_result(out: &std::process::Output) -> (u16, String) {
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("code"), body.to_string())
 }
