@@ -194,7 +194,9 @@ impl Engine {
             SourceEvent::Started { .. } => {}
             SourceEvent::Records { records, charge } => {
                 self.srcs[idx].charges.push_back((records.len(), charge));
-                self.status[idx].state = "capturing".into();
+                if self.status[idx].state != "stopping" {
+                    self.status[idx].state = "capturing".into();
+                }
                 for rec in records {
                     self.merger.push_at(idx, rec, now);
                 }
@@ -212,13 +214,20 @@ impl Engine {
                 }
                 self.status[idx].error = Some(e);
             }
+            SourceEvent::State(s) => self.status[idx].state = s,
+            SourceEvent::Note(n) => {
+                if self.cfg.report_errors {
+                    self.progress
+                        .println(&format!("podcap-merge: {}: {n}", self.status[idx].origin));
+                }
+            }
             SourceEvent::End => {
                 self.merger.close(idx);
-                self.status[idx].state = if self.status[idx].error.is_some() {
-                    "failed".into()
-                } else {
-                    "ended".into()
-                };
+                if self.status[idx].error.is_some() {
+                    self.status[idx].state = "failed".into();
+                } else if !self.status[idx].state.starts_with("ended") {
+                    self.status[idx].state = "ended".into();
+                }
             }
         }
     }
@@ -312,6 +321,7 @@ impl Engine {
         let tick = self.cfg.flush_interval;
         let mut next_tick = Instant::now() + tick;
         let mut graceful_since: Option<Instant> = None;
+        let mut disconnected = false;
         // exact rule: every source must have announced itself
         while self.cfg.window.is_none() && self.srcs.len() < self.cfg.expected_sources {
             match rx.recv() {
@@ -376,6 +386,9 @@ impl Engine {
                         break;
                     }
                     Next::WaitUntil(None) | Next::NeedInput(_) => break,
+                    // live sources may still be registered (a watcher finds new pods) until
+                    // every holder of the channel is gone
+                    Next::Done if self.cfg.window.is_some() && !disconnected => break,
                     Next::Done => return Ok(()),
                 }
             }
@@ -393,6 +406,7 @@ impl Engine {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // no source can ever come: close whatever is still open
+                    disconnected = true;
                     for idx in 0..self.srcs.len() {
                         self.merger.close(idx);
                     }

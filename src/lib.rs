@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod format;
+pub mod k8s;
 pub mod live;
 pub mod merge;
 pub mod offline;

@@ -34,6 +34,27 @@ enum Command {
     /// its own interface name (a/eth0). Bad inputs are reported and skipped from the point of
     /// the fault; the output stays valid and the exit status is 1.
     Merge(MergeArgs),
+    /// Run the whole pipeline against a local test cluster started in-process: pods with real
+    /// traffic, ephemeral containers, exec streams, merged into one file that tshark opens.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Output file.
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "OUT",
+        default_value = "demo.pcapng"
+    )]
+    write: PathBuf,
+    /// How many pods the test cluster runs.
+    #[arg(long = "pods", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pods: u64,
+    /// How long to capture, in seconds.
+    #[arg(long = "duration", default_value_t = 5.0)]
+    duration: f64,
 }
 
 /// Where and how to write, shared by live capture and merge (dumpcap's vocabulary).
@@ -76,8 +97,88 @@ struct MergeArgs {
     files: Vec<PathBuf>,
 }
 
+/// Which pods, how to reach them, how to capture (kubectl's and tcpdump's vocabulary).
+#[derive(Args, Debug)]
+struct PodArgs {
+    /// Pods to capture: NAME or pod/NAME, or a workload whose selector names them:
+    /// deploy/NAME, sts/NAME, ds/NAME, svc/NAME. A capture filter (BPF) follows `--`.
+    #[arg(value_name = "POD|KIND/NAME")]
+    targets: Vec<String>,
+    /// The capture filter, tcpdump's expression, after `--` (e.g. -- tcp port 80).
+    #[arg(last = true, value_name = "FILTER")]
+    filter: Vec<String>,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+    /// Pods of every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
+    /// Label selector, as kubectl (app=mando, tier in (a,b), !canary).
+    #[arg(short = 'l', long = "selector")]
+    selector: Option<String>,
+    /// Field selector, as kubectl (spec.nodeName=node-1).
+    #[arg(long = "field-selector")]
+    field_selector: Option<String>,
+    /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// kubeconfig context.
+    #[arg(long = "context")]
+    context: Option<String>,
+    /// Refuse to capture more pods than this (a safety cap).
+    #[arg(long = "max-pods", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    max_pods: u64,
+    /// List what would be captured and how, change nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// Image of the capture container (needs sh and tcpdump).
+    #[arg(long = "image", default_value = podcap_merge::k8s::DEFAULT_IMAGE)]
+    image: String,
+    /// As kubectl debug: Always, IfNotPresent or Never.
+    #[arg(long = "image-pull-policy", value_parser = ["Always", "IfNotPresent", "Never"])]
+    image_pull_policy: Option<String>,
+    /// Container whose processes the capture container joins (default: the pod's first).
+    #[arg(long = "target", value_name = "CONTAINER")]
+    target: Option<String>,
+    /// Interface to capture in each pod, as tcpdump -i.
+    #[arg(short = 'i', long = "interface", default_value = "any")]
+    interface: String,
+    /// Bytes kept of each packet, as tcpdump -s.
+    #[arg(short = 's', long = "snaplen", value_parser = clap::value_parser!(u32).range(1..=262144))]
+    snaplen: Option<u32>,
+    /// Promiscuous mode (adds NET_ADMIN to the capture container).
+    #[arg(long = "promiscuous")]
+    promiscuous: bool,
+    /// Capabilities of the capture container: auto (NET_RAW, without it if Pod Security
+    /// baseline refuses), netraw, netadmin, baseline (none added).
+    #[arg(long = "profile", default_value = "auto")]
+    profile: podcap_merge::k8s::Profile,
+    /// How the capture streams back: auto (exec; attach if exec is forbidden), exec, attach.
+    #[arg(long = "via", default_value = "auto")]
+    via: podcap_merge::k8s::Via,
+    /// No capture process in a pod outlives this many seconds, whatever happens to us.
+    #[arg(long = "max-duration", value_name = "SEC", default_value_t = 86400,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    max_duration: u64,
+    /// Seconds a pod may take to start its capture container.
+    #[arg(long = "start-timeout", value_name = "SEC", default_value_t = 120)]
+    start_timeout: u64,
+}
+
+impl PodArgs {
+    fn wanted(&self) -> bool {
+        !self.targets.is_empty()
+            || self.selector.is_some()
+            || self.field_selector.is_some()
+            || self.dry_run
+            || !self.filter.is_empty()
+    }
+}
+
 #[derive(Args, Debug)]
 struct LiveArgs {
+    #[command(flatten)]
+    pods: PodArgs,
     /// A local command whose stdout is a pcap or pcapng stream, e.g.
     /// web='ip netns exec web tcpdump -U --immediate-mode -i any -w -' (repeatable).
     #[arg(long = "cmd", value_name = "NAME=COMMAND")]
@@ -257,10 +358,65 @@ fn run_merge(args: MergeArgs) -> Result<ExitCode, String> {
     Ok(finish(report, args.out.quiet))
 }
 
+fn run_pods(args: LiveArgs) -> Result<ExitCode, String> {
+    if !args.commands.is_empty() || args.stdin.is_some() {
+        return Err("pods and --cmd/--stdin cannot be captured in one run".into());
+    }
+    let p = args.pods;
+    let mut cfg = if p.dry_run {
+        EngineConfig::new(Target::Stdout)
+    } else {
+        engine_config(&args.out)?
+    };
+    cfg.window = Some(args.reorder_window);
+    let mut max_duration = Duration::from_secs(p.max_duration);
+    if let Some(d) = cfg.duration {
+        // the remote processes need not outlive the run by much
+        max_duration = max_duration.min(d + Duration::from_secs(60));
+    }
+    let opts = podcap_merge::k8s::PodOptions {
+        kubeconfig: p.kubeconfig,
+        context: p.context,
+        namespace: p.namespace,
+        all_namespaces: p.all_namespaces,
+        selector: p.selector,
+        field_selector: p.field_selector,
+        targets: p.targets,
+        max_pods: p.max_pods as usize,
+        dry_run: p.dry_run,
+        image: p.image,
+        image_pull_policy: p.image_pull_policy,
+        target_container: p.target,
+        interface: p.interface,
+        snaplen: p.snaplen,
+        promiscuous: p.promiscuous,
+        filter: p.filter,
+        profile: p.profile,
+        via: p.via,
+        max_duration,
+        start_timeout: Duration::from_secs(p.start_timeout),
+        budget: (args.source_buffer * 1024) as usize,
+    };
+    let dry = opts.dry_run;
+    let report = podcap_merge::k8s::fanout::run_pods(opts, cfg)?;
+    if dry {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(finish(report, args.out.quiet))
+}
+
+fn run_demo(args: DemoArgs) -> Result<ExitCode, String> {
+    let report = podcap_merge::k8s::demo::run(&args.write, args.pods as usize, args.duration)?;
+    Ok(finish(report, false))
+}
+
 fn run_capture(args: LiveArgs) -> Result<ExitCode, String> {
+    if args.pods.wanted() {
+        return run_pods(args);
+    }
     if args.commands.is_empty() && args.stdin.is_none() {
         return Err(
-            "nothing to capture: give --cmd NAME=COMMAND (repeatable) or --stdin, or use `podcap-merge merge FILE…`"
+            "nothing to capture: name pods (-l app=NAME, POD, deploy/NAME), or give --cmd              NAME=COMMAND or --stdin; `podcap-merge merge FILE…` merges files;              `podcap-merge demo` tries it all on a local test cluster"
                 .into(),
         );
     }
@@ -289,6 +445,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Merge(args)) => run_merge(args),
+        Some(Command::Demo(args)) => run_demo(args),
         None => run_capture(cli.live),
     };
     match result {

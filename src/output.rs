@@ -200,12 +200,16 @@ impl<W: Write> Output<W> {
                 Ok(())
             }
             Record::Names(names) => {
-                for n in &names {
-                    if self.names_seen.insert((n.kind, n.value.clone())) {
-                        self.names.push(n.clone());
-                    }
+                // each name once per file (pods announce themselves and the services again)
+                let new: Vec<NameRecord> = names
+                    .into_iter()
+                    .filter(|n| self.names_seen.insert((n.kind, n.value.clone())))
+                    .collect();
+                if new.is_empty() {
+                    return Ok(());
                 }
-                self.writer.names(&names)
+                self.names.extend(new.iter().cloned());
+                self.writer.names(&new)
             }
             Record::Stats(st) => {
                 if let Some(&id) = self.sources[src].ifaces.get(st.iface as usize) {

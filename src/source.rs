@@ -36,6 +36,10 @@ pub enum SourceEvent {
     Dropped(u64),
     /// The source failed; what it delivered before stays valid.
     Failed(String),
+    /// What the source is doing, for its progress row ("injecting", "pulling image"…).
+    State(String),
+    /// Something the user should know that is not a failure (said once, on stderr).
+    Note(String),
     /// The source is finished; nothing follows.
     End,
 }
@@ -144,6 +148,14 @@ impl SourceTx {
 
     pub fn dropped(&self, n: u64) {
         self.send(SourceEvent::Dropped(n));
+    }
+
+    pub fn state(&self, state: impl Into<String>) {
+        self.send(SourceEvent::State(state.into()));
+    }
+
+    pub fn note(&self, message: impl Into<String>) {
+        self.send(SourceEvent::Note(message.into()));
     }
 
     pub fn failed(&self, message: impl Into<String>) {

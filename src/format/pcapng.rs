@@ -151,7 +151,7 @@ impl PcapngDecoder {
                 (e, e.u32(buf, 0))
             };
             let len = endian.u32(buf, 4) as usize;
-            if len % 4 != 0 {
+            if !len.is_multiple_of(4) {
                 return Err(err(format!(
                     "block type {block_type:#x} has length {len}, which is not a multiple of 4"
                 )));

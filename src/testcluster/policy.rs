@@ -49,7 +49,7 @@ impl Deny {
     fn matches(&self, verb: &str, resource: &str, ns: Option<&str>) -> bool {
         (self.verb == "*" || self.verb == verb)
             && (self.resource == "*" || self.resource == resource)
-            && self.namespace.as_deref().map_or(true, |n| Some(n) == ns)
+            && self.namespace.as_deref().is_none_or(|n| Some(n) == ns)
     }
 }
 

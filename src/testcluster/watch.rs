@@ -38,7 +38,7 @@ impl Filter {
     fn matches(&self, obj: &Value) -> bool {
         self.namespace
             .as_deref()
-            .map_or(true, |ns| str_at(obj, "/metadata/namespace") == ns)
+            .is_none_or(|ns| str_at(obj, "/metadata/namespace") == ns)
             && self.labels.matches(&labels_of(obj))
             && self
                 .fields

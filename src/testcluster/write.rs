@@ -150,7 +150,7 @@ pub fn default_container(c: &mut Value) {
         k == "resources"
             || !matches!(v, Value::Null | Value::Bool(false))
                 && v.as_str() != Some("")
-                && v.as_array().map_or(true, |a| !a.is_empty())
+                && v.as_array().is_none_or(|a| !a.is_empty())
     });
     m.entry("resources").or_insert(json!({}));
     m.entry("terminationMessagePath")

@@ -1,0 +1,55 @@
+//! Turning API errors into messages that say what blocked us and what to do.
+
+/// The API's `Status` of a failed request, when the error is one.
+pub fn status(e: &kube::Error) -> Option<&kube::core::Status> {
+    match e {
+        kube::Error::Api(s) => Some(s),
+        _ => None,
+    }
+}
+
+pub fn code(e: &kube::Error) -> Option<u16> {
+    status(e).map(|s| s.code)
+}
+
+/// `User "x" cannot patch resource "pods/ephemeralcontainers" … in the namespace "shop"`:
+/// (verb, resource) when the error is an RBAC denial.
+pub fn rbac_denial(e: &kube::Error) -> Option<(String, String)> {
+    let s = status(e)?;
+    if s.code != 403 {
+        return None;
+    }
+    let rest = s.message.split(" cannot ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let verb = words.next()?.to_string();
+    if words.next()? != "resource" {
+        return None;
+    }
+    let resource = words.next()?.trim_matches('"').to_string();
+    Some((verb, resource))
+}
+
+/// The Pod Security level named in a PodSecurity rejection (`baseline`, `restricted`).
+pub fn pod_security_level(e: &kube::Error) -> Option<String> {
+    let s = status(e)?;
+    let rest = s.message.split("violates PodSecurity \"").nth(1)?;
+    Some(rest.split([':', '"']).next()?.to_string())
+}
+
+/// A clear message for an API error met while doing `what` in namespace `ns`.
+pub fn explain(e: &kube::Error, what: &str, ns: &str) -> String {
+    if let Some((verb, resource)) = rbac_denial(e) {
+        return format!(
+            "{what}: RBAC forbids it: your user may not `{verb}` `{resource}` in namespace {ns}; \
+             ask for a Role granting it (docs/rbac.md has the minimal Role)"
+        );
+    }
+    match status(e) {
+        Some(s) if s.code == 401 => format!(
+            "{what}: the API server rejected our credentials (401 Unauthorized); refresh the \
+             kubeconfig's token or log in again"
+        ),
+        Some(s) => format!("{what}: {} ({} {})", s.message, s.code, s.reason),
+        None => format!("{what}: {e}"),
+    }
+}

@@ -1,0 +1,505 @@
+//! The pod capture run: list and then watch the selected pods for the whole run; each running
+//! pod, once, becomes a source of the live engine (its own interface `NAMESPACE/POD/IFACE`,
+//! its IP named in an NRB) with its own task: inject, stream, end. Errors of one pod never
+//! stop the others; a pod that goes away ends its source cleanly.
+
+use super::client::connect;
+use super::inject::{container_name, inject};
+use super::select::{resolve, Selection};
+use super::stream::{stream, Ended, Target};
+use super::{errors, script, PodOptions, Via};
+use crate::engine::{self, EngineConfig, Report};
+use crate::format::{NameRecord, Record};
+use crate::live::handle_signals;
+use crate::output::SourceLabel;
+use crate::source::Events;
+use crate::stop::{Stop, StopLevel};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A pod ready to be captured: running, not being deleted, with an IP.
+pub fn capturable(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running"))
+}
+
+fn finished(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+}
+
+fn ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(st) = &pod.status else { return vec![] };
+    let mut v: Vec<IpAddr> = st
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if let Some(ip) = st.pod_ip.as_deref().and_then(|s| s.parse().ok()) {
+        if !v.contains(&ip) {
+            v.push(ip);
+        }
+    }
+    v
+}
+
+/// One NRB entry: the address, then the NUL-terminated name.
+pub fn name_record(ip: IpAddr, name: &str) -> NameRecord {
+    let mut value = match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    value.extend_from_slice(name.as_bytes());
+    value.push(0);
+    NameRecord {
+        kind: if ip.is_ipv4() { 1 } else { 2 },
+        value: Bytes::from(value),
+    }
+}
+
+/// Service ClusterIPs → `NAME.NAMESPACE.svc`, where we may list services (else none).
+async fn service_names(client: &Client, sel: &Selection) -> Vec<NameRecord> {
+    let api: Api<Service> = match &sel.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!("services not named in the capture: {e}");
+            return vec![];
+        }
+    };
+    let mut out = Vec::new();
+    for s in list {
+        let (Some(name), Some(ns)) = (s.metadata.name.clone(), s.metadata.namespace.clone()) else {
+            continue;
+        };
+        for ip in s.spec.iter().flat_map(|sp| {
+            sp.cluster_ips
+                .iter()
+                .flatten()
+                .chain(sp.cluster_ip.iter())
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        }) {
+            out.push(name_record(ip, &format!("{name}.{ns}.svc")));
+        }
+    }
+    out
+}
+
+fn pod_key(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.name.as_deref().unwrap_or("")
+        )
+    })
+}
+
+fn full_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn list_params(sel: &Selection) -> ListParams {
+    let mut lp = ListParams::default();
+    if let Some(l) = &sel.labels {
+        lp = lp.labels(l);
+    }
+    if let Some(f) = &sel.fields {
+        lp = lp.fields(f);
+    }
+    lp
+}
+
+/// What `--dry-run` prints for one pod.
+fn describe_plan(pod: &Pod, opts: &PodOptions) -> String {
+    let target = super::inject::target_container(pod, opts.target_container.as_deref());
+    let caps = super::inject::capabilities(opts.profile, opts.promiscuous);
+    let capture = script::tcpdump_argv(
+        &opts.interface,
+        opts.snaplen,
+        opts.promiscuous,
+        &opts.filter,
+    );
+    format!(
+        "{}\tnode {}\tip {}\t{}\timage {}\tcapabilities {}\tvia {}\t{}",
+        full_name(pod),
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("-"),
+        ips(pod)
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        match target {
+            Ok(t) => format!("target {t}"),
+            Err(e) => format!("SKIPPED: {e}"),
+        },
+        opts.image,
+        if caps.is_empty() {
+            "none".to_string()
+        } else {
+            caps.join(",")
+        },
+        match opts.via {
+            Via::Auto => "exec (attach if exec is forbidden)",
+            Via::Exec => "exec",
+            Via::Attach => "attach",
+        },
+        capture.join(" ")
+    )
+}
+
+/// Captures the selected pods until a stop condition; returns the engine's report.
+pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    if cfg.window.is_none() {
+        cfg.window = Some(Duration::from_millis(300));
+    }
+    rt.block_on(async move {
+        let conn = connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+        let ns = opts
+            .namespace
+            .clone()
+            .unwrap_or_else(|| conn.default_namespace.clone());
+        let client = conn.client;
+        let sel = resolve(
+            &client,
+            Some(&ns),
+            opts.all_namespaces,
+            opts.selector.as_deref(),
+            opts.field_selector.as_deref(),
+            &opts.targets,
+        )
+        .await?;
+        let api = sel.api(&client);
+        let listed = api.list(&list_params(&sel)).await.map_err(|e| {
+            let e = errors::explain(&e, &format!("listing {}", sel.describe()), &ns);
+            if e.contains("error trying to connect") || e.contains("Connect") {
+                format!("{e}; is the cluster in {} reachable?", conn.source)
+            } else {
+                e
+            }
+        })?;
+        let matching: Vec<Pod> = listed
+            .items
+            .into_iter()
+            .filter(|p| sel.matches_name(p.metadata.name.as_deref().unwrap_or("")))
+            .collect();
+        let running: Vec<&Pod> = matching.iter().filter(|p| capturable(p)).collect();
+        if running.is_empty() {
+            let others = matching.len();
+            return Err(if others > 0 {
+                format!(
+                    "no running pods among the {others} {} (they are pending or ending); \
+                     check them with `kubectl get pods`",
+                    sel.describe()
+                )
+            } else {
+                format!(
+                    "no {}; check the selector with `kubectl get pods{}{}`",
+                    sel.describe(),
+                    sel.labels
+                        .as_ref()
+                        .map(|l| format!(" -l '{l}'"))
+                        .unwrap_or_default(),
+                    sel.namespace
+                        .as_ref()
+                        .map(|n| format!(" -n {n}"))
+                        .unwrap_or(" -A".into())
+                )
+            });
+        }
+        if running.len() > opts.max_pods {
+            return Err(format!(
+                "{} running {} — more than --max-pods {}; narrow the selector or raise --max-pods",
+                running.len(),
+                sel.describe(),
+                opts.max_pods
+            ));
+        }
+        if opts.dry_run {
+            println!("would capture {} {}:", running.len(), sel.describe());
+            for p in &running {
+                println!("{}", describe_plan(p, &opts));
+            }
+            println!("(pods that start later are captured too; nothing was changed)");
+            return Ok(Report::default());
+        }
+        let services = service_names(&client, &sel).await;
+
+        let stop = Arc::new(Stop::new());
+        let signals = tokio::spawn(handle_signals(stop.clone()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let events = Events::new(tx);
+        let engine_stop = stop.clone();
+        let engine = tokio::task::spawn_blocking(move || engine::run(cfg, rx, engine_stop));
+
+        let follow = tokio::spawn(follow(
+            client.clone(),
+            sel.clone(),
+            Arc::new(opts),
+            events,
+            stop.clone(),
+            services,
+        ));
+        let report = engine
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        stop.request(StopLevel::Now);
+        let _ = tokio::time::timeout(Duration::from_secs(4), follow).await;
+        signals.abort();
+        Ok(report)
+    })
+}
+
+/// Watches the selection; starts a capture for each new running pod, tells captures when
+/// their pod goes away. Holds the engine's channel open until a stop.
+async fn follow(
+    client: Client,
+    sel: Selection,
+    opts: Arc<PodOptions>,
+    events: Events,
+    stop: Arc<Stop>,
+    services: Vec<NameRecord>,
+) {
+    let api = sel.api(&client);
+    let mut cfg = watcher::Config::default();
+    if let Some(l) = &sel.labels {
+        cfg = cfg.labels(l);
+    }
+    if let Some(f) = &sel.fields {
+        cfg = cfg.fields(f);
+    }
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut stop_rx = stop.subscribe();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut gone: HashMap<String, watch::Sender<bool>> = HashMap::new();
+    let mut tasks = Vec::new();
+    let mut lost = false;
+    let mut skipped_over_cap = 0usize;
+    loop {
+        if *stop_rx.borrow() != StopLevel::Running {
+            break;
+        }
+        let ev = tokio::select! {
+            ev = stream.next() => ev,
+            _ = stop_rx.changed() => continue,
+        };
+        let Some(ev) = ev else { break };
+        let pods: Vec<(Pod, bool)> = match ev {
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                if lost {
+                    lost = false;
+                    eprintln!("podcap-merge: the API server is back; following the pods again");
+                }
+                vec![(p, false)]
+            }
+            Ok(watcher::Event::Delete(p)) => vec![(p, true)],
+            Ok(_) => continue,
+            Err(e) => {
+                if !lost {
+                    lost = true;
+                    eprintln!(
+                        "podcap-merge: lost the watch of {} ({e}); captures in progress go on, \
+                         retrying",
+                        sel.describe()
+                    );
+                }
+                continue;
+            }
+        };
+        for (pod, deleted) in pods {
+            let key = pod_key(&pod);
+            if deleted || finished(&pod) {
+                if let Some(g) = gone.get(&key) {
+                    let _ = g.send(true);
+                }
+                continue;
+            }
+            if seen.contains(&key)
+                || !capturable(&pod)
+                || !sel.matches_name(pod.metadata.name.as_deref().unwrap_or(""))
+            {
+                continue;
+            }
+            if seen.len() >= opts.max_pods {
+                skipped_over_cap += 1;
+                eprintln!(
+                    "podcap-merge: {}: not captured: --max-pods {} reached ({} skipped so far)",
+                    full_name(&pod),
+                    opts.max_pods,
+                    skipped_over_cap
+                );
+                seen.insert(key);
+                continue;
+            }
+            seen.insert(key.clone());
+            let (gtx, grx) = watch::channel(false);
+            gone.insert(key, gtx);
+            tasks.push(tokio::spawn(capture_pod(
+                client.clone(),
+                pod,
+                opts.clone(),
+                events.clone(),
+                stop.subscribe(),
+                grx,
+                services.clone(),
+            )));
+        }
+    }
+    drop(events);
+    // keep telling captures about deleted pods while they finish
+    let deadline = tokio::time::sleep(crate::engine::GRACE + Duration::from_secs(1));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            ev = stream.next() => match ev {
+                Some(Ok(watcher::Event::Delete(p))) => {
+                    if let Some(g) = gone.get(&pod_key(&p)) {
+                        let _ = g.send(true);
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+}
+
+/// One pod: its source, its capture container, its stream.
+async fn capture_pod(
+    client: Client,
+    pod: Pod,
+    opts: Arc<PodOptions>,
+    events: Events,
+    mut stop: watch::Receiver<StopLevel>,
+    gone: watch::Receiver<bool>,
+    services: Vec<NameRecord>,
+) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let container = container_name();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "-".into());
+    let addrs = ips(&pod);
+    let target = super::inject::target_container(&pod, opts.target_container.as_deref())
+        .unwrap_or_else(|_| "-".into());
+    let label = SourceLabel {
+        name: format!("{ns}/{name}/{}", opts.interface),
+        origin: format!(
+            "pod {ns}/{name} (node {node}, ip {}, container {container} targeting {target})",
+            addrs
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    let tx = events.register(label, opts.budget);
+    drop(events);
+    let mut names: Vec<NameRecord> = addrs
+        .iter()
+        .map(|ip| name_record(*ip, &format!("{name}.{ns}.pod")))
+        .collect();
+    names.extend(services);
+    if !tx.records(vec![Record::Names(names)]).await {
+        return;
+    }
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let state_tx = &tx;
+    let state = move |s: String| state_tx.state(s);
+    let injected = tokio::select! {
+        r = inject(&api, &pod, &opts, &container, &state) => r,
+        _ = stop.wait_for(|l| *l != StopLevel::Running) => {
+            tx.state("ended: stopped before the capture began");
+            return;
+        }
+    };
+    let injected = match injected {
+        Ok(i) => i,
+        Err(e) => {
+            tx.failed(e);
+            return;
+        }
+    };
+    if let Some(n) = &injected.note {
+        tx.note(n.clone());
+    }
+    let capture = script::tcpdump_argv(
+        &opts.interface,
+        opts.snaplen,
+        opts.promiscuous,
+        &opts.filter,
+    );
+    let t = Target {
+        api: &api,
+        namespace: &ns,
+        pod: &name,
+        container: &injected.container,
+        capture: &capture,
+        max_secs: opts.max_duration.as_secs().max(1),
+        via: opts.via,
+    };
+    match stream(t, &tx, stop, gone).await {
+        Ok((Ended::PodGone, _)) => tx.state("ended: pod deleted"),
+        Ok((Ended::Stopped, _)) => tx.state("ended: stopped"),
+        Ok((Ended::Finished, _)) => tx.state("ended: tcpdump finished"),
+        Err(e) => tx.failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_records_hold_the_address_and_a_terminated_name() {
+        let r = name_record("10.1.2.3".parse().unwrap(), "mando-1.shop.pod");
+        assert_eq!(r.kind, 1);
+        assert_eq!(&r.value[..4], &[10, 1, 2, 3]);
+        assert_eq!(&r.value[4..], b"mando-1.shop.pod\0");
+        let r = name_record("fd00::1".parse().unwrap(), "x");
+        assert_eq!((r.kind, r.value.len()), (2, 18));
+    }
+}

@@ -1,0 +1,321 @@
+//! Adding the capture container to a pod: an ephemeral container with a unique name, the
+//! capabilities of the chosen profile (with the Pod Security fallback of DESIGN §5), then
+//! waiting until it runs. Every successful patch leaves a container in the pod for good, so a
+//! pod gets at most one successful attempt.
+
+use super::errors;
+use super::script;
+use super::{PodOptions, Profile};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::Api;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The capture container, once running.
+#[derive(Clone, Debug)]
+pub struct Injected {
+    pub container: String,
+    pub target: String,
+    /// Capabilities that were added (empty: none, after the Pod Security fallback).
+    pub capabilities: Vec<&'static str>,
+    /// Something the user should know (the fallback), said once.
+    pub note: Option<String>,
+}
+
+/// A container name no earlier run can have used in this pod.
+pub fn container_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let seed = crate::output::now_ns() ^ ((std::process::id() as u64) << 20);
+    let mixed = (seed
+        ^ N.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    format!("podcap-{:08x}", (mixed >> 32) as u32)
+}
+
+/// The capabilities a profile asks for.
+pub fn capabilities(profile: Profile, promiscuous: bool) -> Vec<&'static str> {
+    match profile {
+        Profile::Baseline => vec![],
+        Profile::NetAdmin => vec!["NET_RAW", "NET_ADMIN"],
+        Profile::NetRaw | Profile::Auto if promiscuous => vec!["NET_RAW", "NET_ADMIN"],
+        Profile::NetRaw | Profile::Auto => vec!["NET_RAW"],
+    }
+}
+
+/// The ephemeral container, as JSON for a strategic merge patch.
+pub fn container_spec(opts: &PodOptions, name: &str, target: &str, caps: &[&str]) -> Value {
+    let capture = script::tcpdump_argv(
+        &opts.interface,
+        opts.snaplen,
+        opts.promiscuous,
+        &opts.filter,
+    );
+    let argv = script::argv(opts.max_duration.as_secs().max(1), name, "wait", &capture);
+    let mut c = json!({
+        "name": name,
+        "image": opts.image,
+        "command": argv,
+        "stdin": true,
+        "stdinOnce": true,
+        "tty": false,
+        "targetContainerName": target,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    });
+    if let Some(p) = &opts.image_pull_policy {
+        c["imagePullPolicy"] = json!(p);
+    }
+    if !caps.is_empty() {
+        c["securityContext"] = json!({"capabilities": {"add": caps}});
+    }
+    c
+}
+
+/// The container to target: `--target`, else the pod's first; an unknown one is an error that
+/// lists what the pod has (checked before anything is added).
+pub fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, String> {
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+        .collect();
+    match wanted {
+        Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
+        Some(w) => Err(format!(
+            "container {w:?} (--target) not found; the pod's containers are: {}",
+            names.join(", ")
+        )),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| "the pod has no containers".to_string()),
+    }
+}
+
+fn patch_error(e: &kube::Error, ns: &str, pod: &str) -> String {
+    if let Some(level) = errors::pod_security_level(e) {
+        return format!(
+            "Pod Security level {level:?} of namespace {ns} rejects the capture container ({}); \
+             {}",
+            errors::status(e).map(|s| s.message.as_str()).unwrap_or(""),
+            if level == "restricted" {
+                "`restricted` rejects every ephemeral container of an ordinary pod. Alternatives: \
+                 capture on the node (e.g. a privileged node debug pod: kubectl debug node/NODE), \
+                 or have the namespace relabelled pod-security.kubernetes.io/enforce=baseline \
+                 while you debug (see docs/troubleshooting.md)"
+            } else {
+                "try --profile baseline (no added capabilities; works on containerd, not on CRI-O)"
+            }
+        );
+    }
+    match errors::status(e) {
+        Some(s) if s.code == 404 && s.details.as_ref().is_none_or(|d| d.name.is_empty()) => {
+            "ephemeral containers are disabled on this cluster (404 on pods/ephemeralcontainers: \
+             Kubernetes before 1.25, or the EphemeralContainers feature gate off); podcap-merge \
+             needs them"
+                .to_string()
+        }
+        Some(s) if s.code == 404 => format!("pod {ns}/{pod} no longer exists"),
+        _ => errors::explain(e, "adding the capture container", ns),
+    }
+}
+
+/// Adds the capture container to `pod` and waits until it runs. `state` is told what is
+/// happening ("injecting", "pulling image"…).
+pub async fn inject(
+    api: &Api<Pod>,
+    pod: &Pod,
+    opts: &PodOptions,
+    name: &str,
+    state: &(dyn Fn(String) + Send + Sync),
+) -> Result<Injected, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let target = target_container(pod, opts.target_container.as_deref())?;
+    let name = name.to_string();
+    let mut caps = capabilities(opts.profile, opts.promiscuous);
+    let mut note = None;
+    state("injecting".into());
+    loop {
+        let spec = container_spec(opts, &name, &target, &caps);
+        let patch = json!({"spec": {"ephemeralContainers": [spec]}});
+        match api
+            .patch_ephemeral_containers(
+                &pod_name,
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
+            .await
+        {
+            Ok(_) => break,
+            Err(e)
+                if opts.profile == Profile::Auto
+                    && !caps.is_empty()
+                    && errors::pod_security_level(&e).as_deref() == Some("baseline") =>
+            {
+                // nothing was added: one more attempt, without added capabilities
+                note = Some(format!(
+                    "Pod Security \"baseline\" in namespace {ns} forbids adding {}; retried with \
+                     no added capabilities (tcpdump works on containerd, whose defaults include \
+                     NET_RAW; on CRI-O it will fail)",
+                    caps.join(" and ")
+                ));
+                caps.clear();
+            }
+            Err(e) => return Err(patch_error(&e, &ns, &pod_name)),
+        }
+    }
+    state("starting container".into());
+    let waited = tokio::time::timeout(
+        opts.start_timeout,
+        wait_running(api, &pod_name, &name, &opts.image, state),
+    )
+    .await;
+    match waited {
+        Ok(Ok(())) => Ok(Injected {
+            container: name,
+            target,
+            capabilities: caps,
+            note,
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "the capture container {name} did not start within {} s; see `kubectl describe pod -n {ns} {pod_name}`",
+            opts.start_timeout.as_secs()
+        )),
+    }
+}
+
+/// What a container status says about starting: done, still waiting (why), or failed.
+pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String> {
+    let Some(state) = &st.state else {
+        return Ok(Some("starting container".into()));
+    };
+    if state.running.is_some() {
+        return Ok(None);
+    }
+    if let Some(t) = &state.terminated {
+        return Err(format!(
+            "the capture container ended before the capture began: exit code {}{}{}",
+            t.exit_code,
+            t.reason
+                .as_ref()
+                .map(|r| format!(", {r}"))
+                .unwrap_or_default(),
+            t.message
+                .as_ref()
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| format!(": {}", m.trim()))
+                .unwrap_or_default()
+        ));
+    }
+    let w = state.waiting.as_ref();
+    let reason = w.and_then(|w| w.reason.clone()).unwrap_or_default();
+    let message = w.and_then(|w| w.message.clone()).unwrap_or_default();
+    match reason.as_str() {
+        "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName" => {
+            Err(format!(
+            "image {image} cannot be pulled ({reason}: {message}); give an image the nodes can \
+             pull with --image (it needs sh and tcpdump), or check --image-pull-policy"
+        ))
+        }
+        "CreateContainerError" | "CreateContainerConfigError" | "RunContainerError" => Err(
+            format!("the capture container could not start ({reason}: {message})"),
+        ),
+        "" | "ContainerCreating" => Ok(Some("starting container".into())),
+        other => Ok(Some(format!("waiting: {other}"))),
+    }
+}
+
+async fn wait_running(
+    api: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    image: &str,
+    state: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), String> {
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={pod}"));
+    let mut events = watcher(api.clone(), cfg).boxed();
+    let mut last = String::new();
+    while let Some(ev) = events.next().await {
+        let pod_obj = match ev {
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
+            Ok(watcher::Event::Delete(_)) => return Err("the pod was deleted".into()),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(pod, "watch while waiting for the container: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if pod_obj.metadata.deletion_timestamp.is_some() {
+            return Err("the pod is being deleted".into());
+        }
+        let st = pod_obj
+            .status
+            .as_ref()
+            .and_then(|s| s.ephemeral_container_statuses.as_ref())
+            .and_then(|v| v.iter().find(|c| c.name == container));
+        let Some(st) = st else { continue };
+        match judge(st, image)? {
+            None => return Ok(()),
+            Some(s) if s != last => {
+                state(s.clone());
+                last = s;
+            }
+            Some(_) => {}
+        }
+    }
+    Err("the watch of the pod ended before the capture container ran".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_valid() {
+        let a = container_name();
+        let b = container_name();
+        assert_ne!(a, b);
+        assert!(a.len() <= 63 && a.starts_with("podcap-"));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[test]
+    fn profiles() {
+        assert_eq!(capabilities(Profile::Auto, false), vec!["NET_RAW"]);
+        assert_eq!(
+            capabilities(Profile::Auto, true),
+            vec!["NET_RAW", "NET_ADMIN"]
+        );
+        assert!(capabilities(Profile::Baseline, true).is_empty());
+        let spec = container_spec(&PodOptions::default(), "podcap-1", "app", &[]);
+        assert!(spec.get("securityContext").is_none());
+        assert_eq!(spec["targetContainerName"], "app");
+        assert_eq!(spec["stdinOnce"], true);
+    }
+
+    #[test]
+    fn recorded_statuses() {
+        let recorded = |f: &str| -> ContainerStatus {
+            let dir = std::env::var("PODCAP_SHARED_DIR").unwrap_or_else(|_| "../shared".into());
+            let p = format!("{dir}/k8s-real/{f}");
+            match std::fs::read(&p) {
+                Ok(b) => serde_json::from_slice(&b).unwrap(),
+                Err(e) => panic!("{p}: {e} (set PODCAP_SHARED_DIR to the shared folder)"),
+            }
+        };
+        let e = judge(&recorded("f-ecstatus-waiting-ErrImageNeverPull.json"), "x").unwrap_err();
+        assert!(e.contains("ErrImageNeverPull"), "{e}");
+        assert_eq!(judge(&recorded("f-ecstatus-running.json"), "x"), Ok(None));
+        let e = judge(&recorded("f-ecstatus-terminated-error-exit7.json"), "x").unwrap_err();
+        assert!(e.contains("exit code 7"), "{e}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Streaming one pod's capture: `exec` the capture wrapper in the capture container (or, when
+//! RBAC forbids exec, `attach` to it and send the line that starts it), read tcpdump's pcap
+//! from its first byte into the pod's source, drain stderr into errors and drop counts, and
+//! stop gracefully: send "stop", read to the end (tcpdump flushes and prints its counts), then
+//! close stdin (the dead-man switch: the remote side also ends when the connection is lost).
+
+use super::errors;
+use super::script;
+use super::Via;
+use crate::engine::GRACE;
+use crate::live::parse_drops;
+use crate::source::{reserve_for_read, SourceTx, StreamDecoder};
+use crate::stop::StopLevel;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, AttachedProcess};
+use kube::Api;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{
+    AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, SimplexStream, WriteHalf,
+};
+use tokio::sync::watch;
+
+/// kube's stdout pipe is 1 KiB by default (57 MB/s measured); 1 MiB gave ~90 MB/s.
+pub const STDOUT_BUF: usize = 1024 * 1024;
+/// How much is read from the stream at a time.
+const READ: usize = 128 * 1024;
+/// Lines of stderr kept for error messages.
+const STDERR_KEEP: usize = 8;
+
+/// What to run and where.
+pub struct Target<'a> {
+    pub api: &'a Api<Pod>,
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+    pub capture: &'a [String],
+    pub max_secs: u64,
+    pub via: Via,
+}
+
+/// How a pod's stream ended (when it did not fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// We stopped it (Ctrl-C, --duration, -c, the reader went away).
+    Stopped,
+    /// The pod went away.
+    PodGone,
+    /// tcpdump ended by itself with success.
+    Finished,
+}
+
+fn params(container: &str) -> AttachParams {
+    AttachParams::default()
+        .container(container)
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .max_stdout_buf_size(STDOUT_BUF)
+}
+
+type Stdin = WriteHalf<SimplexStream>;
+
+/// Connects: exec, or attach when asked or when exec is forbidden.
+async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdin, Via), String> {
+    if t.via != Via::Attach {
+        let argv = script::argv(t.max_secs, t.container, "exec", t.capture);
+        match t.api.exec(t.pod, argv, &params(t.container)).await {
+            Ok(mut p) => {
+                let stdin = p.stdin().ok_or("exec gave no stdin")?;
+                return Ok((p, stdin, Via::Exec));
+            }
+            Err(e) if t.via == Via::Auto && errors::rbac_denial(&e).is_some() => {
+                tx.note(format!(
+                    "{}; streaming through pods/attach instead (the capture then also goes to \
+                     the node's container log)",
+                    errors::explain(&e, "exec", t.namespace)
+                ));
+            }
+            Err(e) => {
+                return Err(errors::explain(
+                    &e,
+                    "starting the capture (pods/exec)",
+                    t.namespace,
+                ))
+            }
+        }
+    }
+    let mut p = t
+        .api
+        .attach(t.pod, &params(t.container))
+        .await
+        .map_err(|e| {
+            errors::explain(
+                &e,
+                "attaching to the capture container (pods/attach)",
+                t.namespace,
+            )
+        })?;
+    // the container waits for this line, so the stream starts with the pcap header
+    let mut stdin = p.stdin().ok_or("attach gave no stdin")?;
+    stdin
+        .write_all(b"go\n")
+        .await
+        .map_err(|e| format!("starting the capture through attach: {e}"))?;
+    Ok((p, stdin, Via::Attach))
+}
+
+#[derive(Default)]
+struct Stderr {
+    tail: VecDeque<String>,
+    drops: Option<u64>,
+}
+
+/// tcpdump's informational lines, not worth an error message.
+fn chatter(line: &str) -> bool {
+    line.contains("listening on")
+        || line.contains("packets captured")
+        || line.contains("packets received by filter")
+        || line.contains("packets dropped by")
+        || line.trim().is_empty()
+}
+
+/// The exit code in an exec status frame (`NonZeroExitCode` carries it as a cause).
+fn exit_code(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i32> {
+    if s.status.as_deref() == Some("Success") {
+        return Some(0);
+    }
+    s.details
+        .as_ref()?
+        .causes
+        .iter()
+        .flatten()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        .and_then(|c| c.message.as_deref()?.parse().ok())
+}
+
+/// Streams the capture into `tx` until it ends, we stop it, or the pod goes away
+/// (`gone` turns true). Returns how it ended; the error names what went wrong.
+pub async fn stream(
+    t: Target<'_>,
+    tx: &SourceTx,
+    mut stop: watch::Receiver<StopLevel>,
+    mut gone: watch::Receiver<bool>,
+) -> Result<(Ended, Via), String> {
+    let (mut proc, mut stdin, via) = connect(&t, tx).await?;
+    let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
+    let status = proc.take_status();
+    let err_state = Arc::new(Mutex::new(Stderr::default()));
+    let err_task = proc.stderr().map(|e| {
+        let state = err_state.clone();
+        let pod = t.pod.to_string();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(e);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match r.read_until(b'\n', &mut raw).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                tracing::debug!(pod, "stderr: {line}");
+                if let Ok(mut s) = state.lock() {
+                    if let Some(n) = parse_drops(&line) {
+                        s.drops = Some(s.drops.unwrap_or(0) + n);
+                    }
+                    if !chatter(&line) {
+                        s.tail.push_back(line);
+                        if s.tail.len() > STDERR_KEEP {
+                            s.tail.pop_front();
+                        }
+                    }
+                }
+            }
+        })
+    });
+    tx.state("capturing");
+    let mut dec = StreamDecoder::default();
+    let mut ended: Option<Ended> = None;
+    let mut failure: Option<String> = None;
+    let mut asked_to_stop = false;
+    let deadline = tokio::time::sleep(Duration::from_secs(100 * 365 * 24 * 3600));
+    tokio::pin!(deadline);
+    let mut level = *stop.borrow();
+    loop {
+        if level == StopLevel::Now {
+            ended = Some(Ended::Stopped);
+            break;
+        }
+        if level == StopLevel::Graceful && !asked_to_stop {
+            asked_to_stop = true;
+            tx.state("stopping");
+            // tcpdump flushes and prints its counts; we read on to the end
+            let _ = tokio::time::timeout(Duration::from_secs(1), stdin.write_all(b"stop\n")).await;
+            deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
+        }
+        reserve_for_read(&mut dec.buf, READ);
+        tokio::select! {
+            r = stdout.read_buf(&mut dec.buf) => match r {
+                Ok(0) => {
+                    if !asked_to_stop && !*gone.borrow() {
+                        if dec.decoder.offset() == 0 && dec.buf.is_empty() {
+                            failure = Some("the capture produced no data".into());
+                        } else {
+                            failure = dec.finish();
+                        }
+                    }
+                    break;
+                }
+                Ok(_) => {
+                    let (batch, err) = dec.batch();
+                    if !batch.is_empty() && !tx.records(batch).await {
+                        ended = Some(Ended::Stopped);
+                        break;
+                    }
+                    if let Some(e) = err {
+                        failure = Some(format!("the capture stream is corrupt: {e}"));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!("reading the capture failed: {e}"));
+                    break;
+                }
+            },
+            changed = stop.changed() => {
+                level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
+            }
+            changed = gone.changed() => {
+                if changed.is_err() || *gone.borrow() {
+                    // the pod is going: what is in flight still arrives, briefly
+                    ended.get_or_insert(Ended::PodGone);
+                    if !asked_to_stop {
+                        asked_to_stop = true;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
+                    }
+                }
+            }
+            _ = &mut deadline => {
+                ended.get_or_insert(Ended::Stopped);
+                break;
+            }
+        }
+    }
+    // end of input (v5) or of the connection (v4): the remote wrapper stops tcpdump either way
+    let _ = tokio::time::timeout(Duration::from_millis(500), stdin.shutdown()).await;
+    drop(stdout);
+    let code = match status {
+        Some(st) => match tokio::time::timeout(Duration::from_secs(1), st).await {
+            Ok(Some(s)) => exit_code(&s),
+            _ => None,
+        },
+        None => None,
+    };
+    drop(proc);
+    if let Some(task) = err_task {
+        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+    }
+    let (tail, drops) = match err_state.lock() {
+        Ok(s) => (s.tail.iter().cloned().collect::<Vec<_>>(), s.drops),
+        Err(_) => (Vec::new(), None),
+    };
+    if let Some(n) = drops {
+        tx.dropped(n);
+    }
+    let said = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.join(" | "))
+    };
+    if let Some(f) = failure {
+        let code = code
+            .map(|c| format!(" (exit code {c})"))
+            .unwrap_or_default();
+        return Err(format!("{f}{code}{said}"));
+    }
+    match (ended, code) {
+        (Some(e), _) => Ok((e, via)),
+        (None, Some(0)) => Ok((Ended::Finished, via)),
+        (None, Some(c)) => Err(format!("tcpdump exited with code {c}{said}")),
+        (None, None) => Ok((Ended::Finished, via)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcpdump_chatter_is_not_an_error() {
+        assert!(chatter("tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 262144 bytes"));
+        assert!(chatter("12 packets captured"));
+        assert!(!chatter("tcpdump: eth1: No such device exists"));
+    }
+}
