@@ -5,127 +5,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
+use common::cluster::{have_kubectl, kubectl_with, Server};
 use podcap_merge::testcluster::{api, discovery, objects, version_info};
 use serde_json::Value;
-
-/// A running `podcap-testcluster`; killed on drop.
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(pods: usize, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
-            .arg("--pods")
-            .arg(pods.to_string())
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn podcap-testcluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = Server { child, dir };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line == "ready" => {}
-            other => {
-                let _ = server.child.kill();
-                panic!("expected `ready` on stdout, got {other:?}");
-            }
-        }
-        assert!(kubeconfig.exists(), "kubeconfig written before `ready`");
-        server
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig(), &self.dir.path().join("cache"), args)
-    }
-
-    /// stdout of a kubectl run that must succeed.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// stderr of a kubectl run that must fail.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Server {
-    /// SIGTERM first, so that the server kills its processes and removes its network
-    /// namespaces; SIGKILL if it does not exit within 5 s.
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            for _ in 0..100 {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kubectl_with(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg("--request-timeout=20s")
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl")
-}
-
-fn have_kubectl() -> bool {
-    let ok = Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    // kubectl is the judge of the test cluster: without it the tests fail, never skip
-    assert!(
-        ok,
-        "kubectl is not installed (it is on every project machine: /usr/bin/kubectl)"
-    );
-    ok
-}
 
 /// Data lines (header dropped) of `kubectl get` output.
 fn rows(out: &str) -> Vec<Vec<String>> {

@@ -2,6 +2,8 @@
 //! vectors, and the location of the shared conformance data.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use bytes::BytesMut;
 use podcap_merge::format::{CaptureDecoder, Record};
 use std::path::{Path, PathBuf};

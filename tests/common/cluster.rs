@@ -1,0 +1,242 @@
+//! The test cluster as a child process: `podcap-testcluster` started for a test, its kubeconfig,
+//! kubectl against it. Shared by the test-cluster tests and the pod capture tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `podcap-testcluster`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(pods: usize, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
+            .arg("--pods")
+            .arg(pods.to_string())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn podcap-testcluster");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Server { child, dir };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line == "ready" => {}
+            other => {
+                let _ = server.child.kill();
+                panic!("expected `ready` on stdout, got {other:?}");
+            }
+        }
+        assert!(kubeconfig.exists(), "kubeconfig written before `ready`");
+        server
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_with(&self.kubeconfig(), &self.dir.path().join("cache"), args)
+    }
+
+    /// stdout of a kubectl run that must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// stderr of a kubectl run that must fail.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for Server {
+    /// SIGTERM first, so that the server kills its processes and removes its network
+    /// namespaces; SIGKILL if it does not exit within 5 s.
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn kubectl_with(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--request-timeout=20s")
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl")
+}
+
+pub fn have_kubectl() -> bool {
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    // kubectl is the judge of the test cluster: without it the tests fail, never skip
+    assert!(
+        ok,
+        "kubectl is not installed (it is on every project machine: /usr/bin/kubectl)"
+    );
+    ok
+}
+
+impl Server {
+    /// Starts the test cluster with 3 pods (`--pods` in `extra` is not allowed: use `start`).
+    pub fn pods(n: usize) -> Server {
+        Server::start(n, &[])
+    }
+
+    /// podcap-merge pointed at this cluster's kubeconfig (namespace shop, -l app=mando).
+    pub fn podcap(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_podcap-merge"));
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["-n", "shop"])
+            .env_remove("KUBECONFIG");
+        c
+    }
+
+    /// Processes the cluster started (its kubelet's workloads and containers), as
+    /// `(pid, command line)`: everything below the server process.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        descendants(self.child.id())
+    }
+
+    /// Capture processes (tcpdump) running in any of the cluster's pods: below the server, or
+    /// (orphaned, reparented away from it) inside one of its pods' network namespaces.
+    pub fn captures(&self) -> Vec<(u32, String)> {
+        use std::os::unix::fs::MetadataExt;
+        let tag = format!("-{}-", self.child.id());
+        let pod_netns: std::collections::HashSet<u64> = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(&tag))
+            .filter_map(|e| std::fs::metadata(e.path()).ok().map(|m| m.ino()))
+            .collect();
+        let mut out: Vec<(u32, String)> = all_processes()
+            .into_iter()
+            .filter(|(pid, _, _)| {
+                std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| pod_netns.contains(&m.ino()))
+            })
+            .map(|(pid, _, cmd)| (pid, cmd))
+            .chain(self.processes())
+            .filter(|(_, cmd)| is_tcpdump(cmd))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Names of the pods in namespace shop with `-l app=mando`.
+    pub fn pod_names(&self) -> Vec<String> {
+        self.ok(&["get", "pods", "-n", "shop", "-l", "app=mando", "-o", "name"])
+            .lines()
+            .map(|l| l.trim_start_matches("pod/").to_string())
+            .collect()
+    }
+}
+
+fn is_tcpdump(cmd: &str) -> bool {
+    cmd.split_whitespace()
+        .next()
+        .is_some_and(|a| a == "tcpdump" || a.ends_with("/tcpdump"))
+}
+
+/// Every live process: (pid, parent pid, command line).
+pub fn all_processes() -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces, so split after the last ')'
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state == "Z" {
+            continue;
+        }
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push((pid, ppid, cmd));
+    }
+    out
+}
+
+/// Every process below `root` (children, their children…), with its command line.
+pub fn descendants(root: u32) -> Vec<(u32, String)> {
+    let procs = all_processes();
+    let parent: std::collections::HashMap<u32, u32> =
+        procs.iter().map(|(p, pp, _)| (*p, *pp)).collect();
+    let mut out = Vec::new();
+    for (pid, _, cmd) in &procs {
+        let mut p = *pid;
+        for _ in 0..64 {
+            p = parent.get(&p).copied().unwrap_or(0);
+            if p <= 1 {
+                break;
+            }
+            if p == root {
+                out.push((*pid, cmd.clone()));
+                break;
+            }
+        }
+    }
+    out.sort();
+    out
+}
