@@ -441,6 +441,10 @@ fn run_capture(args: LiveArgs) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
+    // the test cluster without root runs its pods' "tcpdump" as this binary (see testcluster)
+    if let Some(code) = podcap_merge::testcluster::synth::main_if_invoked() {
+        return code;
+    }
     podcap_merge::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {

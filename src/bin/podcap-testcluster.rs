@@ -60,6 +60,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = podcap_merge::testcluster::synth::main_if_invoked() {
+        return code;
+    }
     podcap_merge::init_logging();
     let args = Args::parse();
     match run(args).await {

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod scale;
 pub mod selectors;
 pub mod stream;
+pub mod synth;
 pub mod table;
 pub mod tls;
 pub mod watch;
