@@ -19,8 +19,10 @@
 //! back for longer). The rule works on arrival times, not on the packets' timestamps, so
 //! captures replayed from old files merge in order too. A packet older than one already
 //! written is still written, never dropped, and counted as late. Packets of one source that
-//! arrive out of order (a capture on several CPUs) are put back in order among its queued
-//! packets and counted.
+//! arrive out of order (a capture on several CPUs, `tcpdump -i any`) are put back in order
+//! among its queued packets (its head included) and counted; once a source has done that,
+//! nothing is released while its head is younger than [`DISORDER_HOLD`] (unless many of its
+//! packets are queued, or the window is shorter), so its stragglers still find their place.
 
 use crate::format::Record;
 use std::cmp::Reverse;
@@ -40,7 +42,17 @@ struct SourceQueue {
     late: u64,
     /// When something last arrived from this source (the live rule's clock).
     last_arrival: u64,
+    /// Generation of this source's heap entry; older entries are stale.
+    gen: u64,
 }
+
+/// Live rule: how long the packets of a source that has delivered packets out of order are
+/// held, at least, before anything later is released (the disorder of a capture on several
+/// CPUs spans microseconds of arrival; this covers it with room to spare).
+pub const DISORDER_HOLD: std::time::Duration = std::time::Duration::from_millis(10);
+/// ... unless that many packets of it are queued (a fast stream: what could still come
+/// out of order is behind them).
+const DISORDER_DEEP: usize = 64;
 
 /// What to do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,8 +71,13 @@ pub enum Next {
 #[derive(Debug, Default)]
 pub struct Merger {
     sources: Vec<SourceQueue>,
-    /// Sources whose head is a packet, keyed by (timestamp, source index).
-    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Sources whose head is a packet, keyed by (timestamp, source index, generation); an
+    /// entry whose generation is not its source's current one is stale and skipped.
+    heap: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Live rule: sources that have delivered packets out of order.
+    disordered: Vec<usize>,
+    /// Live rule: [`DISORDER_HOLD`] in ns (never more than the window).
+    hold: u64,
     /// Sources whose head is a timeless record (lowest source first, so that under the exact
     /// rule interfaces are announced in input order).
     timeless: BTreeSet<usize>,
@@ -83,8 +100,10 @@ impl Merger {
 
     /// A merger with the live (watermark) rule and this reorder window.
     pub fn with_window(window: std::time::Duration) -> Self {
+        let window = window.as_nanos() as u64;
         Self {
-            window: Some(window.as_nanos() as u64),
+            window: Some(window),
+            hold: window.min(DISORDER_HOLD.as_nanos() as u64),
             ..Self::default()
         }
     }
@@ -129,18 +148,24 @@ impl Merger {
         if self.window.is_some() {
             if let Record::Packet(p) = &rec {
                 // Live: a capture's own packets can be slightly out of order (several CPUs);
-                // put this one in its place among those still queued (never before the head).
+                // put this one in its place among those still queued (before the head too).
                 let ts = p.ts.unwrap_or(0);
                 let mut at = s.queue.len();
-                while at > 1 {
+                while at > 0 {
                     match &s.queue[at - 1].0 {
                         Record::Packet(q) if q.ts.unwrap_or(0) > ts => at -= 1,
                         _ => break,
                     }
                 }
                 if at < s.queue.len() {
+                    if s.out_of_order == 0 {
+                        self.disordered.push(src);
+                    }
                     s.out_of_order += 1;
                     s.queue.insert(at, (rec, now));
+                    if at == 0 {
+                        self.index_head(src); // a new head: re-key the source
+                    }
                     return;
                 }
             }
@@ -174,8 +199,12 @@ impl Merger {
     }
 
     fn index_head(&mut self, src: usize) {
+        self.sources[src].gen += 1;
+        let gen = self.sources[src].gen;
         match self.sources[src].queue.front() {
-            Some((Record::Packet(p), _)) => self.heap.push(Reverse((p.ts.unwrap_or(0), src))),
+            Some((Record::Packet(p), _)) => {
+                self.heap.push(Reverse((p.ts.unwrap_or(0), src, gen)));
+            }
             Some(_) => {
                 self.timeless.insert(src);
             }
@@ -216,8 +245,15 @@ impl Merger {
                 return Next::Record(src, rec);
             }
         }
+        // drop stale heap entries (a source re-keyed when a packet went before its head)
+        while let Some(&Reverse((_, src, gen))) = self.heap.peek() {
+            if self.sources[src].gen == gen {
+                break;
+            }
+            self.heap.pop();
+        }
         if let Some(window) = self.window {
-            let Some(&Reverse((_, src))) = self.heap.peek() else {
+            let Some(&Reverse((_, src, _))) = self.heap.peek() else {
                 return if self.open_empty > 0 {
                     Next::WaitUntil(None)
                 } else {
@@ -239,9 +275,25 @@ impl Merger {
                     return Next::WaitUntil(Some(release_at));
                 }
             }
+            // a source known to deliver out of order may still send something older than
+            // its head: hold until its head has waited a little (not past the window)
+            let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
+            let mut hold_until = 0;
+            for &d in &self.disordered {
+                let q = &self.sources[d].queue;
+                if let Some((_, a)) = q.front() {
+                    if self.sources[d].open && q.len() < DISORDER_DEEP {
+                        hold_until = hold_until.max(a.saturating_add(self.hold));
+                    }
+                }
+            }
+            let hold_until = hold_until.min(arrived.saturating_add(window));
+            if now < hold_until {
+                return Next::WaitUntil(Some(hold_until));
+            }
         }
         match self.heap.pop() {
-            Some(Reverse((ts, src))) => {
+            Some(Reverse((ts, src, _))) => {
                 let live = self.window.is_some();
                 let s = &mut self.sources[src];
                 if s.last_released_ts.is_some_and(|last| ts < last) {
@@ -374,6 +426,42 @@ mod tests {
             vec![(0, 10), (0, 20), (0, 25), (0, 30), (0, 40)]
         );
         assert_eq!(m.out_of_order(a), 2);
+    }
+
+    #[test]
+    fn live_rule_puts_an_older_packet_before_the_head_and_then_holds_that_source() {
+        let ms = 1_000_000;
+        let mut m = Merger::with_window(std::time::Duration::from_millis(300));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        m.push_at(a, pkt(50), 0);
+        m.push_at(b, pkt(100), 0);
+        m.push_at(b, pkt(60), 0); // older than b's head: becomes the head
+        assert_eq!(m.out_of_order(b), 1);
+        // b has shown disorder: held for DISORDER_HOLD after its head arrived
+        assert_eq!(m.step_at(ms), Next::WaitUntil(Some(10 * ms)));
+        // then a (quiet now) is waited for, as usual
+        assert_eq!(drain_at(&mut m, 10 * ms), vec![(a, 50)]);
+        m.push_at(a, pkt(70), 11 * ms);
+        m.push_at(b, pkt(65), 11 * ms); // would be late had 60 and 100 gone out already
+        m.close(a);
+        m.close(b);
+        // closed sources send nothing more: no hold
+        assert_eq!(
+            drain_at(&mut m, 11 * ms),
+            vec![(b, 60), (b, 65), (a, 70), (b, 100)]
+        );
+        assert_eq!(m.late(a) + m.late(b), 0);
+    }
+
+    #[test]
+    fn a_source_in_order_is_not_held() {
+        let mut m = Merger::with_window(std::time::Duration::from_millis(300));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        m.push_at(a, pkt(1), 0);
+        m.push_at(b, pkt(2), 0);
+        assert_eq!(m.step_at(0), Next::Record(a, pkt(1)));
     }
 
     fn drain_at(m: &mut Merger, now: u64) -> Vec<(usize, u64)> {
