@@ -281,6 +281,7 @@ async fn start_containers(
         .map(|p| str_at(p, "/status/podIP").to_string())
         .unwrap_or_default();
     let netns = shared.kubelet.pod_netns(&ns, &name, &pod_ip);
+    let env = super::write::pod_env(&shared, &pod_ip);
     let mut started = Vec::new();
     for c in &added {
         let argv = container_argv(c);
@@ -288,7 +289,7 @@ async fn start_containers(
         let stdin_once = c["stdinOnce"] == true;
         match shared
             .kubelet
-            .spawn(netns.as_deref(), &argv, stdin, stdin_once)
+            .spawn(netns.as_deref(), &env, &argv, stdin, stdin_once)
         {
             Ok((proc, child)) => {
                 shared

@@ -2,8 +2,12 @@
 //! (as root) one network namespace per pod with a veth on a bridge, an address (the pod IP) and
 //! a little traffic (each demo pod pings the next one).
 //!
+//! Without namespaces (not root) pod processes find a `tcpdump` shim first in their PATH that
+//! runs the synthetic capture ([`super::synth`]), since a real tcpdump could not capture.
+//!
 //! Processes run in their own process group; everything started is killed and every namespace,
-//! veth and the bridge removed by [`Kubelet::cleanup`] (server shutdown, also on drop).
+//! veth and the bridge (and the shim directory) removed by [`Kubelet::cleanup`] (server
+//! shutdown, also on drop).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -115,6 +119,9 @@ pub struct Kubelet {
     /// Root with working `ip netns`: pods get network namespaces.
     pub netns_enabled: bool,
     prefix: String,
+    /// Without namespaces: the directory holding the `tcpdump` shim (put first in the PATH of
+    /// pod processes), removed at clean-up.
+    pub shim_dir: Option<std::path::PathBuf>,
     inner: Mutex<Inner>,
 }
 
@@ -137,6 +144,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 /// Finds `prog` like execvp does (Err: the message for a missing executable).
 pub fn lookup(prog: &str) -> Result<String, String> {
+    lookup_in(prog, None)
+}
+
+/// [`lookup`] in the search path `path` (`None`: this process's `PATH`).
+pub fn lookup_in(prog: &str, path: Option<&str>) -> Result<String, String> {
     let missing = || format!("exec: \"{prog}\": executable file not found in $PATH");
     if prog.is_empty() {
         return Err(missing());
@@ -150,7 +162,10 @@ pub fn lookup(prog: &str) -> Result<String, String> {
             ))
         };
     }
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = match path {
+        Some(p) => p.to_string(),
+        None => std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+    };
     path.split(':')
         .map(|d| std::path::Path::new(d).join(prog))
         .find(|p| p.is_file())
@@ -166,9 +181,16 @@ impl Kubelet {
         let netns_enabled = root
             && std::env::var_os("PODCAP_TESTCLUSTER_NO_NETNS").is_none()
             && ip(&["netns", "list"]).is_ok();
+        let prefix = format!("pc{tag}");
+        let shim_dir = if netns_enabled {
+            None
+        } else {
+            make_shim_dir(&prefix)
+        };
         let k = Kubelet {
             netns_enabled,
-            prefix: format!("pc{tag}"),
+            prefix,
+            shim_dir,
             inner: Mutex::new(Inner::default()),
         };
         if netns_enabled {
@@ -239,15 +261,36 @@ impl Kubelet {
         Some(name)
     }
 
-    /// Starts `argv` (in `netns` when given) in its own process group.
+    /// The environment additions for a process of the pod with IP `pod_ip` whose fellow pods
+    /// have `peers`: without namespaces, `PATH` with the `tcpdump` shim first and the IPs the
+    /// synthetic capture uses; with namespaces nothing (the pod has real traffic).
+    pub fn pod_env(&self, pod_ip: &str, peers: &[String]) -> Vec<(String, String)> {
+        let Some(dir) = &self.shim_dir else {
+            return Vec::new();
+        };
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        vec![
+            ("PATH".into(), format!("{}:{path}", dir.display())),
+            (super::synth::ENV_POD_IP.into(), pod_ip.to_string()),
+            (super::synth::ENV_PEER_IPS.into(), peers.join(",")),
+        ]
+    }
+
+    /// Starts `argv` (in `netns` when given) in its own process group, with `env` added to the
+    /// environment (its `PATH` also used to find `argv[0]`).
     pub fn spawn(
         &self,
         netns: Option<&str>,
+        env: &[(String, String)],
         argv: &[String],
         stdin: bool,
         stdin_once: bool,
     ) -> Result<(Arc<Proc>, Child), String> {
-        let prog = lookup(argv.first().map_or("", String::as_str))?;
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let prog = lookup_in(argv.first().map_or("", String::as_str), path)?;
         let mut cmd = match netns {
             Some(n) => {
                 let mut c = Command::new("ip");
@@ -256,7 +299,8 @@ impl Kubelet {
             }
             None => Command::new(&prog),
         };
-        cmd.args(&argv[1..])
+        cmd.args(argv.get(1..).unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -336,7 +380,7 @@ impl Kubelet {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        match self.spawn(Some(netns), &argv, false, false) {
+        match self.spawn(Some(netns), &[], &argv, false, false) {
             Ok((proc, child)) => {
                 tokio::spawn(self.clone().run(proc, child));
             }
@@ -362,7 +406,7 @@ impl Kubelet {
     /// Starts a background workload `argv` in `netns` (killed at clean-up).
     pub fn start_background(self: &Arc<Self>, netns: &str, argv: &[&str]) {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        match self.spawn(Some(netns), &argv, false, false) {
+        match self.spawn(Some(netns), &[], &argv, false, false) {
             Ok((proc, child)) => {
                 tokio::spawn(self.clone().run(proc, child));
             }
@@ -404,7 +448,56 @@ impl Kubelet {
                 let _ = std::fs::remove_file(file);
             }
         }
+        if let Some(dir) = &self.shim_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// Makes `$TMPDIR/podcap-testcluster-<PID>-<prefix>` (mode 0700, a fresh directory: an
+/// existing one is never reused) holding the `tcpdump` shim script
+/// `exec <this binary> __podcap-synthetic-tcpdump "$@"`. `None` (with a warning) on failure:
+/// pod processes then get the host's tcpdump.
+fn make_shim_dir(prefix: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("no synthetic tcpdump for pods: current_exe: {e}");
+            return None;
+        }
+    };
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    let dir = (0..100).find_map(|n| {
+        let d = base.join(format!("podcap-testcluster-{pid}-{prefix}-{n}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .ok()
+            .map(|()| d)
+    });
+    let Some(dir) = dir else {
+        tracing::warn!(
+            "no synthetic tcpdump for pods: cannot create a directory in {}",
+            base.display()
+        );
+        return None;
+    };
+    let quoted = format!("'{}'", exe.to_string_lossy().replace('\'', "'\\''"));
+    let script = format!(
+        "#!/bin/sh\n# podcap-testcluster without network namespaces: synthetic capture\nexec {quoted} {} \"$@\"\n",
+        super::synth::ARG
+    );
+    let file = dir.join("tcpdump");
+    let written = std::fs::write(&file, script)
+        .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)));
+    if let Err(e) = written {
+        tracing::warn!("no synthetic tcpdump for pods: {}: {e}", file.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        return None;
+    }
+    Some(dir)
 }
 
 /// The demo clients' loop: curl every server in turn, every 0.5 s.

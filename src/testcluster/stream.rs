@@ -158,9 +158,10 @@ pub fn handle(
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         if exec {
             let netns = shared.kubelet.pod_netns(&ns, &pod_name, &pod_ip);
+            let env = super::write::pod_env(&shared, &pod_ip);
             let spawned = shared
                 .kubelet
-                .spawn(netns.as_deref(), &argv, want.stdin, false);
+                .spawn(netns.as_deref(), &env, &argv, want.stdin, false);
             match spawned {
                 Ok((proc, child)) => {
                     tokio::spawn(shared.kubelet.clone().run(proc.clone(), child));

@@ -387,6 +387,23 @@ async fn start_pod(shared: Arc<Shared>, ns: String, name: String, uid: String) {
 /// first container without a command gets, as root, the demo client pods' workload (ping +
 /// curl loop to the demo HTTP servers). When the process exits the container is reported
 /// `terminated` (and, with `restartPolicy: Never`, the pod `Succeeded`/`Failed`).
+/// What the kubelet adds to the environment of a process of the pod with IP `pod_ip` (see
+/// [`super::kubelet::Kubelet::pod_env`]): the peers are the other pods' IPs, cluster-wide.
+pub fn pod_env(shared: &Shared, pod_ip: &str) -> Vec<(String, String)> {
+    if shared.kubelet.shim_dir.is_none() {
+        return Vec::new();
+    }
+    let peers: Vec<String> = shared
+        .lock()
+        .list("pods", None)
+        .into_iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|p| str_at(p, "/status/podIP").to_string())
+        .filter(|ip| !ip.is_empty() && ip != pod_ip)
+        .collect();
+    shared.kubelet.pod_env(pod_ip, &peers)
+}
+
 fn start_first_container(shared: &Arc<Shared>, ns: &str, name: &str, uid: &str) {
     let Some(pod) = shared.lock().get("pods", Some(ns), name).cloned() else {
         return;
@@ -425,6 +442,7 @@ fn start_first_container(shared: &Arc<Shared>, ns: &str, name: &str, uid: &str) 
         return;
     }
     let netns = shared.kubelet.pod_netns(ns, name, &pod_ip);
+    let env = pod_env(shared, &pod_ip);
     let cname = str_at(&c, "/name").to_string();
     let (stdin, stdin_once) = (c["stdin"] == true, c["stdinOnce"] == true);
     let never = str_at(&pod, "/spec/restartPolicy") == "Never";
@@ -457,7 +475,7 @@ fn start_first_container(shared: &Arc<Shared>, ns: &str, name: &str, uid: &str) 
     };
     match shared
         .kubelet
-        .spawn(netns.as_deref(), &argv, stdin, stdin_once)
+        .spawn(netns.as_deref(), &env, &argv, stdin, stdin_once)
     {
         Ok((proc, child)) => {
             shared
