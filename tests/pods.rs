@@ -124,10 +124,15 @@ fn three_pods_merged_in_order_each_on_its_own_interface_with_names() {
         );
     }
     // the Service's ClusterIP is named too
-    let hosts = run_ok(tool("tshark").arg("-r").arg(&out).args(["-q", "-z", "hosts"]));
+    let hosts = run_ok(
+        tool("tshark")
+            .arg("-r")
+            .arg(&out)
+            .args(["-q", "-z", "hosts"]),
+    );
     let hosts = String::from_utf8_lossy(&hosts.stdout);
     assert!(hosts.contains("\tmando.shop.svc"), "{hosts}");
-        // each interface's description tells the pod, node, IP and capture container
+    // each interface's description tells the pod, node, IP and capture container
     let desc = run_ok(tool("tshark").arg("-r").arg(&out).args([
         "-T",
         "fields",
