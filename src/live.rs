@@ -59,10 +59,61 @@ pub fn parse_drops(line: &str) -> Option<u64> {
     }
 }
 
-#[derive(Default)]
-struct Stderr {
-    tail: VecDeque<String>,
-    drops: Option<u64>,
+/// What a capture command said on stderr: its last lines and tcpdump's drop counts.
+#[derive(Debug, Default)]
+pub struct StderrLog {
+    pub tail: VecDeque<String>,
+    pub drops: Option<u64>,
+}
+
+impl StderrLog {
+    /// The kept lines and the drop count, once the stream is over.
+    pub fn take(log: &Mutex<StderrLog>) -> (Vec<String>, Option<u64>) {
+        match log.lock() {
+            Ok(s) => (s.tail.iter().cloned().collect(), s.drops),
+            Err(_) => (Vec::new(), None),
+        }
+    }
+}
+
+/// Drains a stderr stream to its end (an undrained stderr stalls or kills the capture): bytes,
+/// not UTF-8 lines, so one odd byte cannot stop the draining. Keeps the last lines that
+/// `keep` accepts and sums tcpdump's drop counts.
+pub fn drain_stderr<R>(
+    err: R,
+    name: String,
+    keep: fn(&str) -> bool,
+) -> (Arc<Mutex<StderrLog>>, tokio::task::JoinHandle<()>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let log = Arc::new(Mutex::new(StderrLog::default()));
+    let state = log.clone();
+    let task = tokio::spawn(async move {
+        let mut reader = BufReader::new(err);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+            tracing::debug!(source = %name, "stderr: {line}");
+            if let Ok(mut s) = state.lock() {
+                if let Some(n) = parse_drops(&line) {
+                    s.drops = Some(s.drops.unwrap_or(0) + n);
+                }
+                if keep(&line) {
+                    s.tail.push_back(line);
+                    if s.tail.len() > STDERR_KEEP {
+                        s.tail.pop_front();
+                    }
+                }
+            }
+        }
+    });
+    (log, task)
 }
 
 fn signal_group(pgid: Option<u32>, sig: i32) {
@@ -98,35 +149,13 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         }
     };
     let pgid = child.id();
-    let stderr_state = Arc::new(Mutex::new(Stderr::default()));
-    let stderr_task = child.stderr.take().map(|err| {
-        let state = stderr_state.clone();
-        let name = spec.name.clone();
-        tokio::spawn(async move {
-            // bytes, not UTF-8 lines: one odd byte must not stop the draining (an undrained
-            // stderr would stall or kill the capture)
-            let mut reader = BufReader::new(err);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                match reader.read_until(b'\n', &mut raw).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
-                tracing::debug!(source = %name, "stderr: {line}");
-                if let Ok(mut s) = state.lock() {
-                    if let Some(n) = parse_drops(&line) {
-                        s.drops = Some(s.drops.unwrap_or(0) + n);
-                    }
-                    s.tail.push_back(line);
-                    if s.tail.len() > STDERR_KEEP {
-                        s.tail.pop_front();
-                    }
-                }
-            }
-        })
-    });
+    let (stderr_state, stderr_task) = match child.stderr.take() {
+        Some(err) => {
+            let (log, task) = drain_stderr(err, spec.name.clone(), |_| true);
+            (log, Some(task))
+        }
+        None => (Arc::new(Mutex::new(StderrLog::default())), None),
+    };
     let Some(mut stdout) = child.stdout.take() else {
         tx.failed("no stdout");
         tx.end();
@@ -233,10 +262,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
     }
     signal_group(pgid, libc::SIGKILL); // anything left in its group
-    let (tail, drops) = match stderr_state.lock() {
-        Ok(s) => (s.tail.iter().cloned().collect::<Vec<_>>(), s.drops),
-        Err(_) => (Vec::new(), None),
-    };
+    let (tail, drops) = StderrLog::take(&stderr_state);
     if let Some(n) = drops {
         tx.dropped(n);
     }

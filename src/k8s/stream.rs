@@ -8,26 +8,21 @@ use super::errors;
 use super::script;
 use super::Via;
 use crate::engine::GRACE;
-use crate::live::parse_drops;
+use crate::live::{drain_stderr, StderrLog};
 use crate::source::{reserve_for_read, SourceTx, StreamDecoder};
 use crate::stop::StopLevel;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{
-    AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, SimplexStream, WriteHalf,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
 use tokio::sync::watch;
 
 /// kube's stdout pipe is 1 KiB by default (57 MB/s measured); 1 MiB gave ~90 MB/s.
 pub const STDOUT_BUF: usize = 1024 * 1024;
 /// How much is read from the stream at a time.
 const READ: usize = 128 * 1024;
-/// Lines of stderr kept for error messages.
-const STDERR_KEEP: usize = 8;
 
 /// What to run and where.
 pub struct Target<'a> {
@@ -107,12 +102,6 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
     Ok((p, stdin, Via::Attach))
 }
 
-#[derive(Default)]
-struct Stderr {
-    tail: VecDeque<String>,
-    drops: Option<u64>,
-}
-
 /// tcpdump's informational lines, not worth an error message.
 fn chatter(line: &str) -> bool {
     line.contains("listening on")
@@ -147,35 +136,13 @@ pub async fn stream(
     let (mut proc, mut stdin, via) = connect(&t, tx).await?;
     let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
     let status = proc.take_status();
-    let err_state = Arc::new(Mutex::new(Stderr::default()));
-    let err_task = proc.stderr().map(|e| {
-        let state = err_state.clone();
-        let pod = t.pod.to_string();
-        tokio::spawn(async move {
-            let mut r = BufReader::new(e);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                match r.read_until(b'\n', &mut raw).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
-                tracing::debug!(pod, "stderr: {line}");
-                if let Ok(mut s) = state.lock() {
-                    if let Some(n) = parse_drops(&line) {
-                        s.drops = Some(s.drops.unwrap_or(0) + n);
-                    }
-                    if !chatter(&line) {
-                        s.tail.push_back(line);
-                        if s.tail.len() > STDERR_KEEP {
-                            s.tail.pop_front();
-                        }
-                    }
-                }
-            }
-        })
-    });
+    let (err_state, err_task) = match proc.stderr() {
+        Some(e) => {
+            let (log, task) = drain_stderr(e, t.pod.to_string(), |l| !chatter(l));
+            (log, Some(task))
+        }
+        None => (Arc::new(Mutex::new(StderrLog::default())), None),
+    };
     tx.state("capturing");
     let mut dec = StreamDecoder::default();
     let mut ended: Option<Ended> = None;
@@ -258,10 +225,7 @@ pub async fn stream(
     if let Some(task) = err_task {
         let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
     }
-    let (tail, drops) = match err_state.lock() {
-        Ok(s) => (s.tail.iter().cloned().collect::<Vec<_>>(), s.drops),
-        Err(_) => (Vec::new(), None),
-    };
+    let (tail, drops) = StderrLog::take(&err_state);
     if let Some(n) = drops {
         tx.dropped(n);
     }
