@@ -64,6 +64,8 @@ pub fn parse_drops(line: &str) -> Option<u64> {
 pub struct StderrLog {
     pub tail: VecDeque<String>,
     pub drops: Option<u64>,
+    /// tcpdump's "N packets captured" at its end.
+    pub captured: Option<u64>,
 }
 
 impl StderrLog {
@@ -103,6 +105,14 @@ where
             if let Ok(mut s) = state.lock() {
                 if let Some(n) = parse_drops(&line) {
                     s.drops = Some(s.drops.unwrap_or(0) + n);
+                }
+                if let Some(n) = line
+                    .trim()
+                    .strip_suffix(" packets captured")
+                    .or_else(|| line.trim().strip_suffix(" packet captured"))
+                    .and_then(|n| n.parse().ok())
+                {
+                    s.captured = Some(n);
                 }
                 if keep(&line) {
                     s.tail.push_back(line);

@@ -105,6 +105,7 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
 /// tcpdump's informational lines, not worth an error message.
 fn chatter(line: &str) -> bool {
     line.contains("listening on")
+        || line.contains("data link type")
         || line.contains("packets captured")
         || line.contains("packets received by filter")
         || line.contains("packets dropped by")
@@ -148,6 +149,7 @@ pub async fn stream(
     let mut ended: Option<Ended> = None;
     let mut failure: Option<String> = None;
     let mut asked_to_stop = false;
+    let mut received: u64 = 0;
     let deadline = tokio::time::sleep(Duration::from_secs(100 * 365 * 24 * 3600));
     tokio::pin!(deadline);
     let mut level = *stop.borrow();
@@ -178,6 +180,10 @@ pub async fn stream(
                 }
                 Ok(_) => {
                     let (batch, err) = dec.batch();
+                    received += batch
+                        .iter()
+                        .filter(|r| matches!(r, crate::format::Record::Packet(_)))
+                        .count() as u64;
                     if !batch.is_empty() && !tx.records(batch).await {
                         ended = Some(Ended::Stopped);
                         break;
@@ -228,6 +234,16 @@ pub async fn stream(
     let (tail, drops) = StderrLog::take(&err_state);
     if let Some(n) = drops {
         tx.dropped(n);
+    }
+    // nothing lost silently: tcpdump's own count against what reached us
+    let captured = err_state.lock().ok().and_then(|s| s.captured);
+    if let Some(c) = captured.filter(|c| *c > received) {
+        if level != StopLevel::Now {
+            tx.note(format!(
+                "tcpdump reports {c} packets captured but {received} reached podcap-merge \
+                 (the stream was cut before its end)"
+            ));
+        }
     }
     let said = if tail.is_empty() {
         String::new()
