@@ -249,7 +249,7 @@ fn ctrl_c_finishes_the_file_with_statistics_and_stops_every_capture() {
     let s = Server::pods(3);
     let dir = tmpdir();
     let out = dir.path().join("int.pcapng");
-    let mut child = s
+    let child = s
         .podcap()
         .args(["-l", "app=mando", "-q", "-w"])
         .arg(&out)
