@@ -336,6 +336,16 @@ async fn follow(
                         sel.describe()
                     );
                 }
+                if tasks
+                    .iter()
+                    .all(|t: &tokio::task::JoinHandle<()>| t.is_finished())
+                {
+                    eprintln!(
+                        "podcap-merge: the API server is unreachable and no capture is running; \
+                         stopping"
+                    );
+                    stop.request(StopLevel::Graceful);
+                }
                 continue;
             }
         };

@@ -217,6 +217,15 @@ pub async fn stream(
             }
         }
     }
+    // a stream that ended by itself may be its pod going away (the watch can tell us a moment
+    // after the kubelet killed the capture): that is a clean end, not a failure
+    if ended.is_none() && !asked_to_stop {
+        let went = tokio::time::timeout(Duration::from_secs(2), gone.wait_for(|g| *g)).await;
+        if matches!(went, Ok(Ok(_))) {
+            ended = Some(Ended::PodGone);
+            failure = None;
+        }
+    }
     // end of input (v5) or of the connection (v4): the remote wrapper stops tcpdump either way
     let _ = tokio::time::timeout(Duration::from_millis(500), stdin.shutdown()).await;
     drop(stdout);
@@ -260,7 +269,11 @@ pub async fn stream(
         (Some(e), _) => Ok((e, via)),
         (None, Some(0)) => Ok((Ended::Finished, via)),
         (None, Some(c)) => Err(format!("tcpdump exited with code {c}{said}")),
-        (None, None) => Ok((Ended::Finished, via)),
+        // the stream ended with no exit status: the connection went, not the capture
+        (None, None) => Err(format!(
+            "the connection to the API server was lost mid-capture (no exit status came); \
+             the {received} packets before it are kept{said}"
+        )),
     }
 }
 
