@@ -15,7 +15,7 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
         .ok()
         .filter(|d| !d.is_zero() && d.as_secs() < 3600)
         .ok_or("--duration must be between 0 and 3600 seconds")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(String, bool), String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cluster_thread = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +36,8 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
             };
             match TestCluster::start(&config).await {
                 Ok(cluster) => {
-                    let _ = ready_tx.send(Ok(cluster.kubeconfig()));
+                    let netns = cluster.shared.kubelet.netns_enabled;
+                    let _ = ready_tx.send(Ok((cluster.kubeconfig(), netns)));
                     let _ = stop_rx.await;
                     cluster.shutdown().await;
                 }
@@ -46,7 +47,7 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
             }
         });
     });
-    let kubeconfig = ready_rx
+    let (kubeconfig, netns) = ready_rx
         .recv()
         .map_err(|_| "the test cluster did not start".to_string())?
         .map_err(|e| format!("the test cluster did not start: {e}"))?;
@@ -55,11 +56,10 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
     eprintln!(
         "podcap-merge demo: a local test cluster runs {pods} pods labelled app=mando in namespace \
          shop{}; capturing them for {seconds} s into {}",
-        if unsafe { libc::geteuid() } == 0 {
-            // (SAFETY: geteuid has no preconditions)
+        if netns {
             " (each in its own network namespace, with real traffic)"
         } else {
-            " (not root: no network namespaces, synthetic traffic)"
+            " (no network namespaces: not root or no `ip netns`; synthetic traffic)"
         },
         out.display()
     );

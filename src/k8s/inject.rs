@@ -154,6 +154,7 @@ pub async fn inject(
             Ok(_) => break,
             Err(e)
                 if opts.profile == Profile::Auto
+                    && !opts.promiscuous // (promiscuous mode needs NET_ADMIN: no fallback)
                     && !caps.is_empty()
                     && errors::pod_security_level(&e).as_deref() == Some("baseline") =>
             {

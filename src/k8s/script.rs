@@ -11,35 +11,39 @@
 //! The capture wrapper: tcpdump runs in the background, a reader waits for a line on stdin;
 //! a line ("stop", a graceful stop: tcpdump flushes and prints its counts, podcap-merge reads
 //! to the end) or end of input (podcap-merge went away, even by SIGKILL: the API server closes
-//! stdin) stops tcpdump. A ticking watcher (one `sleep 1` at a time, so
-//! nothing long-lived is left when it is killed) bounds the capture to the maximum duration, `timeout MAX`
-//! (when the image has it) the container's wait.
+//! stdin) stops tcpdump. A ticking watchdog (one `sleep 1` at a time, so nothing long-lived
+//! is left when it is killed) bounds both the container's wait and the capture to the
+//! maximum duration, with nothing but `sh`, `sleep` and `kill` from the image.
 //! User arguments (interface, BPF filter) are positional parameters, never pasted into the
 //! script.
 
 /// The script (`sh -c SCRIPT podcap MAX NAME MODE tcpdump ARGS…`).
 pub const SCRIPT: &str = r#"max=$1 name=$2 mode=$3; shift 3
+watchdog() {
+  ( n=0; while [ $n -lt "$max" ]; do sleep 1; n=$((n+1)); done; kill $1 ) \
+    </dev/null >/dev/null 2>&1 &
+}
 capture() {
   exec 3<&0
   "$@" &
   p=$!
   ( read -r stop <&3; kill $p ) >/dev/null 2>&1 &
   r=$!
-  ( n=0; while [ $n -lt "$max" ]; do sleep 1; n=$((n+1)); done; kill $p ) \
-    </dev/null >/dev/null 2>&1 &
-  s=$!
+  watchdog $p; s=$!
   wait $p; rc=$?
   kill $r $s 2>/dev/null
   return $rc
 }
 if [ "$mode" = wait ]; then
   exec 3<&0
-  t=; command -v timeout >/dev/null 2>&1 && t="timeout $max"
-  $t sh -c 'read -r go' <&3 &
+  sh -c 'read -r go' <&3 &
   w=$!
   echo $w >"/tmp/$name.pid" 2>/dev/null
-  wait $w || exit 0
+  watchdog $w; s=$!
+  wait $w; ok=$?
+  kill $s 2>/dev/null
   rm -f "/tmp/$name.pid"
+  [ $ok = 0 ] || exit 0
   capture "$@"; exit $?
 fi
 capture "$@"; rc=$?
@@ -153,6 +157,27 @@ mod tests {
         let (out, rc, t) = run("wait", &["echo", "started"], b"", true);
         assert_eq!((out.as_str(), rc), ("", 0));
         assert!(t < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_maximum_duration_bounds_the_wait_and_the_capture() {
+        let cmd: Vec<String> = vec!["sleep".into(), "30".into()];
+        for (mode, input) in [("wait", &b""[..]), ("exec", &b""[..])] {
+            let a = argv(1, "podcap-test-max", mode, &cmd);
+            let start = Instant::now();
+            let mut child = Command::new(&a[0])
+                .args(&a[1..])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // stdin stays open: only the bound can end it
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input).unwrap();
+            let out = child.wait_with_output().unwrap();
+            drop(stdin);
+            assert!(start.elapsed() < Duration::from_secs(5), "{mode}: {out:?}");
+        }
     }
 
     #[test]
