@@ -214,7 +214,11 @@ impl Engine {
                 }
                 self.status[idx].error = Some(e);
             }
-            SourceEvent::State(s) => self.status[idx].state = s,
+            SourceEvent::State(s) => {
+                // a state change is a sign of life (e.g. "capturing": the stream just began)
+                self.merger.heard_from(idx, now);
+                self.status[idx].state = s;
+            }
             SourceEvent::Note(n) => {
                 if self.cfg.report_errors {
                     self.progress

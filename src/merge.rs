@@ -179,6 +179,13 @@ impl Merger {
         }
     }
 
+    /// Live rule: `src` showed it is alive at `now` without sending a record (a pod's capture
+    /// just connected): its first packets, still in flight, are waited for a window.
+    pub fn heard_from(&mut self, src: usize, now: u64) {
+        let s = &mut self.sources[src];
+        s.last_arrival = s.last_arrival.max(now);
+    }
+
     /// No more records will come from `src`.
     pub fn close(&mut self, src: usize) {
         let s = &mut self.sources[src];
@@ -452,6 +459,17 @@ mod tests {
             vec![(b, 60), (b, 65), (a, 70), (b, 100)]
         );
         assert_eq!(m.late(a) + m.late(b), 0);
+    }
+
+    #[test]
+    fn a_source_heard_from_is_waited_for_a_window_again() {
+        let ms = 1_000_000;
+        let mut m = Merger::with_window(std::time::Duration::from_millis(300));
+        let a = m.add_source_at(0);
+        let _b = m.add_source_at(0); // registered, then silent while its capture is set up
+        m.heard_from(_b, 900 * ms); // its stream just connected
+        m.push_at(a, pkt(5), 1000 * ms);
+        assert_eq!(m.step_at(1000 * ms), Next::WaitUntil(Some(1200 * ms)));
     }
 
     #[test]

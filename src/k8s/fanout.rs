@@ -271,6 +271,7 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Strin
             events,
             stop.clone(),
             services,
+            running.len(),
         ));
         let report = engine
             .await
@@ -292,6 +293,7 @@ async fn follow(
     events: Events,
     stop: Arc<Stop>,
     services: Vec<NameRecord>,
+    initial: usize,
 ) {
     let api = sel.api(&client);
     let mut cfg = watcher::Config::default();
@@ -377,14 +379,19 @@ async fn follow(
             seen.insert(key.clone());
             let (gtx, grx) = watch::channel(false);
             gone.insert(key, gtx);
+            let share = super::stream::per_pod_buffer(seen.len().max(initial));
+            let ctx = PodContext {
+                client: client.clone(),
+                opts: opts.clone(),
+                buffer: share,
+                services: services.clone(),
+            };
             tasks.push(tokio::spawn(capture_pod(
-                client.clone(),
+                ctx,
                 pod,
-                opts.clone(),
                 events.clone(),
                 stop.subscribe(),
                 grx,
-                services.clone(),
             )));
         }
     }
@@ -392,9 +399,11 @@ async fn follow(
     // keep telling captures about deleted pods while they finish
     let deadline = tokio::time::sleep(crate::engine::GRACE + Duration::from_secs(1));
     tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = &mut deadline => break,
+            _ = tick.tick() => {}
             ev = stream.next() => match ev {
                 Some(Ok(watcher::Event::Delete(p))) => {
                     if let Some(g) = gone.get(&pod_key(&p)) {
@@ -415,15 +424,29 @@ async fn follow(
 }
 
 /// One pod: its source, its capture container, its stream.
-async fn capture_pod(
+/// What every pod's capture shares with the run.
+struct PodContext {
     client: Client,
-    pod: Pod,
     opts: Arc<PodOptions>,
+    /// This pod's buffer size (kube's stdout pipe, the source's budget).
+    buffer: usize,
+    /// Service names for the NRB.
+    services: Vec<NameRecord>,
+}
+
+async fn capture_pod(
+    ctx: PodContext,
+    pod: Pod,
     events: Events,
     mut stop: watch::Receiver<StopLevel>,
     gone: watch::Receiver<bool>,
-    services: Vec<NameRecord>,
 ) {
+    let PodContext {
+        client,
+        opts,
+        buffer,
+        services,
+    } = ctx;
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let container = container_name();
@@ -446,7 +469,7 @@ async fn capture_pod(
                 .join(",")
         ),
     };
-    let tx = events.register(label, opts.budget);
+    let tx = events.register(label, opts.budget.min(buffer));
     drop(events);
     let mut names: Vec<NameRecord> = addrs
         .iter()
@@ -490,6 +513,7 @@ async fn capture_pod(
         capture: &capture,
         max_secs: opts.max_duration.as_secs().max(1),
         via: opts.via,
+        stdout_buf: buffer,
     };
     match stream(t, &tx, stop, gone).await {
         Ok((Ended::PodGone, _)) => tx.state("ended: pod deleted"),

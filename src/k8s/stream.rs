@@ -19,8 +19,17 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
 use tokio::sync::watch;
 
-/// kube's stdout pipe is 1 KiB by default (57 MB/s measured); 1 MiB gave ~90 MB/s.
+/// kube's stdout pipe is 1 KiB by default (57 MB/s measured); 1 MiB gave ~90 MB/s. With
+/// many pods each gets a share of [`MEMORY_FOR_PODS`] instead (see [`per_pod_buffer`]).
 pub const STDOUT_BUF: usize = 1024 * 1024;
+/// What the per-pod buffers (kube's stdout pipe, and the source's budget) may take in all.
+pub const MEMORY_FOR_PODS: usize = 8 * 1024 * 1024;
+
+/// One pod's buffer size when `pods` pods are captured: a share of [`MEMORY_FOR_PODS`],
+/// between 128 KiB and [`STDOUT_BUF`], so 32 pods stay well under 100 MiB in all.
+pub fn per_pod_buffer(pods: usize) -> usize {
+    (MEMORY_FOR_PODS / pods.max(1)).clamp(128 * 1024, STDOUT_BUF)
+}
 /// How much is read from the stream at a time.
 const READ: usize = 128 * 1024;
 
@@ -33,6 +42,8 @@ pub struct Target<'a> {
     pub capture: &'a [String],
     pub max_secs: u64,
     pub via: Via,
+    /// Size of kube's stdout pipe for this stream.
+    pub stdout_buf: usize,
 }
 
 /// How a pod's stream ended (when it did not fail).
@@ -46,13 +57,13 @@ pub enum Ended {
     Finished,
 }
 
-fn params(container: &str) -> AttachParams {
+fn params(container: &str, stdout_buf: usize) -> AttachParams {
     AttachParams::default()
         .container(container)
         .stdin(true)
         .stdout(true)
         .stderr(true)
-        .max_stdout_buf_size(STDOUT_BUF)
+        .max_stdout_buf_size(stdout_buf)
 }
 
 type Stdin = WriteHalf<SimplexStream>;
@@ -61,7 +72,11 @@ type Stdin = WriteHalf<SimplexStream>;
 async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdin, Via), String> {
     if t.via != Via::Attach {
         let argv = script::argv(t.max_secs, t.container, "exec", t.capture);
-        match t.api.exec(t.pod, argv, &params(t.container)).await {
+        match t
+            .api
+            .exec(t.pod, argv, &params(t.container, t.stdout_buf))
+            .await
+        {
             Ok(mut p) => {
                 let stdin = p.stdin().ok_or("exec gave no stdin")?;
                 return Ok((p, stdin, Via::Exec));
@@ -84,7 +99,7 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
     }
     let mut p = t
         .api
-        .attach(t.pod, &params(t.container))
+        .attach(t.pod, &params(t.container, t.stdout_buf))
         .await
         .map_err(|e| {
             errors::explain(
@@ -280,6 +295,14 @@ pub async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_shrink_with_many_pods() {
+        assert_eq!(per_pod_buffer(1), STDOUT_BUF);
+        assert_eq!(per_pod_buffer(8), STDOUT_BUF);
+        assert_eq!(per_pod_buffer(32), 256 * 1024);
+        assert_eq!(per_pod_buffer(1000), 128 * 1024);
+    }
 
     #[test]
     fn tcpdump_chatter_is_not_an_error() {
