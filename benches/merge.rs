@@ -3,19 +3,23 @@
 //! podcap-merge's output and times it against `mergecap` and `cat`; then
 //! benches/live_vs_offline.sh, which times the live engine (8 `--cmd 'cat FILE'` sources)
 //! against the offline merge and `mergecap` on the same inputs, and measures its peak RSS with
-//! 32 sources.
+//! 32 sources; then benches/pods_vs_kubectl.sh (NEEDS ROOT, fails otherwise), which starts
+//! the local test cluster with a fake tcpdump that streams a generated file as fast as it can,
+//! and times podcap-merge capturing 8 pods at once against `kubectl attach`/`exec` of one pod
+//! on the same cluster, and measures its peak RSS with 32 pods.
 //!
 //! The scale and the rest are set through the scripts' environment variables, e.g.
 //! `BENCH_SCALE=small cargo bench --bench merge` for a quick smoke run (8 × 20,000 packets).
 //! Arguments that cargo passes that start with `-` (`--bench`) are ignored; other arguments
 //! are filters: only the scripts whose name contains one of them run
-//! (`cargo bench --bench merge -- live` runs only live_vs_offline.sh). Both scripts run even
+//! (`cargo bench --bench merge -- live` runs only live_vs_offline.sh, `-- pods` only
+//! pods_vs_kubectl.sh). All scripts run even
 //! when the first fails; the exit status is the first non-zero one.
 
 use std::path::Path;
 use std::process::{exit, Command};
 
-const SCRIPTS: [&str; 2] = ["vs_mergecap.sh", "live_vs_offline.sh"];
+const SCRIPTS: [&str; 3] = ["vs_mergecap.sh", "live_vs_offline.sh", "pods_vs_kubectl.sh"];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -35,6 +39,12 @@ fn main() {
         // release profile, into target/release): use it rather than run a nested cargo build.
         if std::env::var_os("PODCAP_BIN").is_none() {
             cmd.env("PODCAP_BIN", env!("CARGO_BIN_EXE_podcap-merge"));
+        }
+        if std::env::var_os("PODCAP_TESTCLUSTER_BIN").is_none() {
+            cmd.env(
+                "PODCAP_TESTCLUSTER_BIN",
+                env!("CARGO_BIN_EXE_podcap-testcluster"),
+            );
         }
         let c = match cmd.status() {
             Ok(status) => status.code().unwrap_or(1),
