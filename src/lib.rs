@@ -21,13 +21,19 @@ pub mod source;
 pub mod stop;
 pub mod testcluster;
 
-/// Logging for the binaries: `tracing` to stderr, filtered by `RUST_LOG` (default `warn`).
+/// Logging for the binaries: `tracing` to stderr, filtered by `RUST_LOG` (default: our own
+/// warnings; the Kubernetes client's and HTTP stack's messages only with RUST_LOG, since every
+/// failure they see reaches the user as our own message naming the pod), coloured only on a
+/// terminal.
 pub fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,kube=off,kube_client=off,kube_runtime=off,hyper=off,hyper_util=off,tungstenite=off")
+            }),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -151,7 +151,12 @@ pub async fn stream(
 ) -> Result<(Ended, Via), String> {
     let (mut proc, mut stdin, via) = connect(&t, tx).await?;
     let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
-    let status = proc.take_status();
+    // kube's loop resolves this when it ends (with the exit status, or without one when the
+    // connection broke, in which case it also leaves our stdout without an end of file)
+    let mut status = proc.take_status().map(Box::pin);
+    let mut exit: Option<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>> = None;
+    let mut link_lost = false;
+    let mut gone_open = true;
     let (err_state, err_task) = match proc.stderr() {
         Some(e) => {
             let (log, task) = drain_stderr(e, t.pod.to_string(), |l| !chatter(l));
@@ -216,8 +221,26 @@ pub async fn stream(
             changed = stop.changed() => {
                 level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
             }
-            changed = gone.changed() => {
-                if changed.is_err() || *gone.borrow() {
+            st = async {
+                match status.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            }, if exit.is_none() && status.is_some() => {
+                // what kube received is in the pipe: read it, then stop waiting for an EOF
+                // that a broken connection never sends
+                if st.is_none() && !asked_to_stop {
+                    link_lost = true;
+                }
+                exit = Some(st);
+                if !asked_to_stop {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                }
+            }
+            changed = gone.changed(), if gone_open => {
+                if changed.is_err() {
+                    gone_open = false; // the watcher is done; the pod is not gone for that
+                } else if *gone.borrow() {
                     // the pod is going: what is in flight still arrives, briefly
                     ended.get_or_insert(Ended::PodGone);
                     if !asked_to_stop {
@@ -227,7 +250,14 @@ pub async fn stream(
                 }
             }
             _ = &mut deadline => {
-                ended.get_or_insert(Ended::Stopped);
+                if link_lost && ended.is_none() {
+                    failure = Some(format!(
+                        "the connection to the API server was lost mid-capture; the {received} \
+                         packets before it are kept"
+                    ));
+                } else if exit.is_none() || asked_to_stop {
+                    ended.get_or_insert(Ended::Stopped);
+                }
                 break;
             }
         }
@@ -244,12 +274,13 @@ pub async fn stream(
     // end of input (v5) or of the connection (v4): the remote wrapper stops tcpdump either way
     let _ = tokio::time::timeout(Duration::from_millis(500), stdin.shutdown()).await;
     drop(stdout);
-    let code = match status {
-        Some(st) => match tokio::time::timeout(Duration::from_secs(1), st).await {
+    let code = match (exit, status) {
+        (Some(st), _) => st.as_ref().and_then(exit_code),
+        (None, Some(st)) => match tokio::time::timeout(Duration::from_secs(1), st).await {
             Ok(Some(s)) => exit_code(&s),
             _ => None,
         },
-        None => None,
+        (None, None) => None,
     };
     drop(proc);
     if let Some(task) = err_task {
