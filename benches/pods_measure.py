@@ -16,6 +16,7 @@ round-robin, one untimed warm-up each (which also checks the packet counts), the
 timed rounds:
   podcap-8   podcap-merge --kubeconfig KC -n shop -l app=mando -q -w - -c 8*P   (all pods)
   podcap-1   podcap-merge --kubeconfig KC -n shop POD -q -w - -c P              (one pod)
+  podcap-1a  the same with --via attach (the fallback design)
   attach-1   kubectl attach -i POD -c NAME: an ephemeral container (added untimed with
              `kubectl debug -i --attach=false`, waited for until running) that runs
              `read x; exec tcpdump`; we send the line, it streams the file (the peer of
@@ -351,6 +352,8 @@ def main():
         cmds = {
             f"podcap-{npods}": (common + ["-l", "app=mando", "-c", str(npods * tp_pk)], npods),
             "podcap-1": (common + [pod, "-c", str(tp_pk)], 1),
+            # the same through pods/attach (the fallback design), to pick the default by measurement
+            "podcap-1a": (common + [pod, "--via", "attach", "-c", str(tp_pk)], 1),
             "attach-1": (None, 1),
             "exec-1": (c.kubectl_argv("exec", "-n", NS, pod, "-c", "app", "--", "tcpdump"), 1),
         }
@@ -476,6 +479,11 @@ def main():
           f"{med[big]['stream'] / kub:.2f}; peak RSS {rss[big]:.1f} MiB")
     print(f"  1 pod: podcap-merge {med['podcap-1']['stream']:.0f} MB/s = {med['podcap-1']['stream'] / kub:.2f} x kubectl attach, "
           f"{med['podcap-1']['stream'] / med['exec-1']['stream']:.2f} x kubectl exec")
+    ga, _ = gbcpu("podcap-1a")
+    ge, _ = gbcpu("podcap-1")
+    print(f"  1 pod, podcap-merge through exec {med['podcap-1']['stream']:.0f} MB/s ({ge:.2f} client cpu s/GB) vs "
+          f"through attach {med['podcap-1a']['stream']:.0f} MB/s ({ga:.2f}): exec/attach = "
+          f"{med['podcap-1']['stream'] / med['podcap-1a']['stream']:.2f}")
     print(f"  {mem_pods} pods: peak RSS {mrss:.1f} MiB (goal < {GOAL_MEM_RSS_MIB:.0f} MiB: {verdict(ok_mem)})")
     if os.environ.get("BENCH_STRICT") == "1" and not (ok_tp and ok_mem):
         return 3
