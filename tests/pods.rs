@@ -426,6 +426,21 @@ fn count_dry_run_workloads_and_attach() {
         text.contains("NET_RAW") && text.contains("tcpdump -i any"),
         "{text}"
     );
+    // every namespace; and the --max-pods safety cap refuses before touching anything
+    let all = Command::new(env!("CARGO_BIN_EXE_podcap-merge"))
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["-A", "-l", "app=mando", "--dry-run"])
+        .output()
+        .unwrap();
+    let all_text = String::from_utf8_lossy(&all.stdout);
+    assert!(all_text.contains("in any namespace"), "{all_text}");
+    let (code, err) = run(s
+        .podcap()
+        .args(["-l", "app=mando", "--max-pods", "1", "-w"])
+        .arg(dir.path().join("x.pcapng")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("more than --max-pods 1"), "{err}");
     // -c: exactly N packets, through attach, selecting by service
     let f = dir.path().join("c.pcapng");
     let (code, err) = run(s
