@@ -55,7 +55,13 @@ pub fn container_spec(opts: &PodOptions, name: &str, target: &str, caps: &[&str]
         opts.promiscuous,
         &opts.filter,
     );
-    let argv = script::argv(opts.max_duration.as_secs().max(1), name, "wait", &capture);
+    let argv = script::argv(
+        opts.max_duration.as_secs().max(1),
+        script::IDLE_SECS,
+        name,
+        "wait",
+        &capture,
+    );
     let mut c = json!({
         "name": name,
         "image": opts.image,

@@ -17,11 +17,13 @@
 //! User arguments (interface, BPF filter) are positional parameters, never pasted into the
 //! script.
 
-/// The script (`sh -c SCRIPT podcap MAX NAME MODE tcpdump ARGS…`).
-pub const SCRIPT: &str = r#"max=$1 name=$2 mode=$3; shift 3
+/// The script (`sh -c SCRIPT podcap MAX IDLE NAME MODE tcpdump ARGS…`).
+pub const SCRIPT: &str = r#"max=$1 idle=$2 name=$3 mode=$4; shift 4
 watchdog() {
-  ( n=0; while [ $n -lt "$max" ]; do sleep 1; n=$((n+1)); done; kill $1 ) \
-    </dev/null >/dev/null 2>&1 &
+  ( n=0; while [ $n -lt "$2" ]; do
+      sleep 1; n=$((n+1))
+      if [ -n "$3" ] && [ ! -e "$3" ]; then exit 0; fi
+    done; kill $1 ) </dev/null >/dev/null 2>&1 &
 }
 capture() {
   exec 3<&0
@@ -29,36 +31,51 @@ capture() {
   p=$!
   ( read -r stop <&3; kill $p ) >/dev/null 2>&1 &
   r=$!
-  watchdog $p; s=$!
+  watchdog $p "$max"; s=$!
   wait $p; rc=$?
   kill $r $s 2>/dev/null
   return $rc
 }
 if [ "$mode" = wait ]; then
   exec 3<&0
+  : >"/tmp/$name.idle" 2>/dev/null
   sh -c 'read -r go' <&3 &
   w=$!
   echo $w >"/tmp/$name.pid" 2>/dev/null
-  watchdog $w; s=$!
+  watchdog $w "$max"; s=$!
+  i=; [ -e "/tmp/$name.idle" ] && { watchdog $w "$idle" "/tmp/$name.idle"; i=$!; }
   wait $w; ok=$?
-  kill $s 2>/dev/null
-  rm -f "/tmp/$name.pid"
+  kill $s $i 2>/dev/null
+  rm -f "/tmp/$name.pid" "/tmp/$name.idle"
   [ $ok = 0 ] || exit 0
   capture "$@"; exit $?
 fi
+rm -f "/tmp/$name.idle"
 capture "$@"; rc=$?
 w=$(cat "/tmp/$name.pid" 2>/dev/null) && kill $w 2>/dev/null
 exit $rc
 "#;
 
+/// How long the capture container waits for its capture to begin (an exec, or the attach's
+/// first line) before it ends by itself: podcap-merge connects right after the container
+/// runs, so this only ends containers whose run was stopped or refused in between.
+pub const IDLE_SECS: u64 = 60;
+
 /// The argv that runs [`SCRIPT`] in `mode` ("wait" or "exec") with the capture command `cmd`.
-pub fn argv(max_secs: u64, container: &str, mode: &str, cmd: &[String]) -> Vec<String> {
+pub fn argv(
+    max_secs: u64,
+    idle_secs: u64,
+    container: &str,
+    mode: &str,
+    cmd: &[String],
+) -> Vec<String> {
     let mut v = vec![
         "sh".to_string(),
         "-c".to_string(),
         SCRIPT.to_string(),
         "podcap".to_string(),
         max_secs.to_string(),
+        idle_secs.to_string(),
         container.to_string(),
         mode.to_string(),
     ];
@@ -109,7 +126,7 @@ mod tests {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("podcap-test-{}-{n}", std::process::id());
-        let a = argv(30, &name, mode, &cmd);
+        let a = argv(30, 30, &name, mode, &cmd);
         let start = Instant::now();
         let mut child = Command::new(&a[0])
             .args(&a[1..])
@@ -163,7 +180,7 @@ mod tests {
     fn the_maximum_duration_bounds_the_wait_and_the_capture() {
         let cmd: Vec<String> = vec!["sleep".into(), "30".into()];
         for (mode, input) in [("wait", &b""[..]), ("exec", &b""[..])] {
-            let a = argv(1, "podcap-test-max", mode, &cmd);
+            let a = argv(1, 30, "podcap-test-max", mode, &cmd);
             let start = Instant::now();
             let mut child = Command::new(&a[0])
                 .args(&a[1..])
@@ -178,6 +195,27 @@ mod tests {
             drop(stdin);
             assert!(start.elapsed() < Duration::from_secs(5), "{mode}: {out:?}");
         }
+    }
+
+    #[test]
+    fn a_container_nobody_connects_to_ends_after_the_idle_bound() {
+        let cmd: Vec<String> = vec!["true".into()];
+        let a = argv(30, 1, "podcap-test-idle", "wait", &cmd);
+        let start = Instant::now();
+        let mut child = Command::new(&a[0])
+            .args(&a[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap(); // open: only the idle bound can end it
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let t = start.elapsed();
+        assert!(
+            t >= Duration::from_secs(1) && t < Duration::from_secs(5),
+            "{t:?} {out:?}"
+        );
     }
 
     #[test]

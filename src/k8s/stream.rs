@@ -71,7 +71,13 @@ type Stdin = WriteHalf<SimplexStream>;
 /// Connects: exec, or attach when asked or when exec is forbidden.
 async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdin, Via), String> {
     if t.via != Via::Attach {
-        let argv = script::argv(t.max_secs, t.container, "exec", t.capture);
+        let argv = script::argv(
+            t.max_secs,
+            script::IDLE_SECS,
+            t.container,
+            "exec",
+            t.capture,
+        );
         match t
             .api
             .exec(t.pod, argv, &params(t.container, t.stdout_buf))
