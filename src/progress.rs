@@ -130,9 +130,12 @@ pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
             },
             s.dropped
                 .map_or(String::new(), |d| format!(", {d} dropped by capture")),
-            s.error
-                .as_ref()
-                .map_or(String::new(), |e| format!(", ERROR: {e}"))
+            match (&s.error, s.state.strip_prefix("ended: ")) {
+                (Some(e), _) => format!(", ERROR: {e}"),
+                // why a source ended, when it is worth saying (a pod deleted…)
+                (None, Some(why)) if why != "stopped" => format!(", ended: {why}"),
+                _ => String::new(),
+            }
         ));
     }
     for e in extra {

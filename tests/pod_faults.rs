@@ -621,6 +621,14 @@ fn pod_deleted_mid_capture_ends_its_source_the_others_go_on() {
         "one pod deleted: before {pods:?}, after {after:?}"
     );
     let deleted = gone[0].clone();
+    // the summary says why its source ended
+    assert!(
+        run.stderr
+            .contains(&format!("shop/{deleted}/any: ") as &str)
+            && run.stderr.contains("ended: pod deleted"),
+        "{}",
+        run.stderr
+    );
     let per_pod = valid_output(&run);
     assert_every_pod_captured(&per_pod, &pods);
     let last = last_packet(&run.out);

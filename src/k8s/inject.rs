@@ -176,7 +176,7 @@ pub async fn inject(
             Err(e) => return Err(patch_error(&e, &ns, &pod_name)),
         }
     }
-    state("starting container".into());
+    state("pulling image, starting container".into());
     let waited = tokio::time::timeout(
         opts.start_timeout,
         wait_running(api, &pod_name, &name, &opts.image, state),
@@ -200,7 +200,7 @@ pub async fn inject(
 /// What a container status says about starting: done, still waiting (why), or failed.
 pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String> {
     let Some(state) = &st.state else {
-        return Ok(Some("starting container".into()));
+        return Ok(Some("pulling image, starting container".into()));
     };
     if state.running.is_some() {
         return Ok(None);
@@ -233,7 +233,7 @@ pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String
         "CreateContainerError" | "CreateContainerConfigError" | "RunContainerError" => Err(
             format!("the capture container could not start ({reason}: {message})"),
         ),
-        "" | "ContainerCreating" => Ok(Some("starting container".into())),
+        "" | "ContainerCreating" => Ok(Some("pulling image, starting container".into())),
         other => Ok(Some(format!("waiting: {other}"))),
     }
 }
