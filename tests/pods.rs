@@ -490,3 +490,59 @@ fn live_into_tshark_through_a_pipe() {
         String::from_utf8_lossy(&ts.stderr)
     );
 }
+
+/// Inside a cluster (a Job): no kubeconfig, the service account's files and the
+/// KUBERNETES_SERVICE_* variables. The files live at the fixed path every pod has, so this test
+/// writes them there (it refuses to touch a machine that already has them) and removes them.
+#[test]
+fn in_cluster_configuration_from_the_service_account() {
+    assert_root();
+    let sa = Path::new("/var/run/secrets/kubernetes.io/serviceaccount");
+    assert!(
+        !sa.exists(),
+        "{} exists: this machine looks like a pod; the test will not overwrite it",
+        sa.display()
+    );
+    let s = Server::pods(2);
+    let kc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.kubeconfig()).unwrap()).unwrap();
+    let server = kc["clusters"][0]["cluster"]["server"].as_str().unwrap();
+    let port = server.rsplit(':').next().unwrap();
+    let ca = kc["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .unwrap();
+    let ca = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca).unwrap();
+    let token = kc["users"][0]["user"]["token"].as_str().unwrap();
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // ours only: the serviceaccount folder, then its parents if now empty
+            let _ = std::fs::remove_dir_all("/var/run/secrets/kubernetes.io/serviceaccount");
+            let _ = std::fs::remove_dir("/var/run/secrets/kubernetes.io");
+            let _ = std::fs::remove_dir("/var/run/secrets");
+        }
+    }
+    let _cleanup = Cleanup;
+    std::fs::create_dir_all(sa).unwrap();
+    std::fs::write(sa.join("token"), token).unwrap();
+    std::fs::write(sa.join("ca.crt"), ca).unwrap();
+    std::fs::write(sa.join("namespace"), "shop").unwrap();
+    let home = tmpdir();
+    let out = home.path().join("in.pcapng");
+    let (code, err) = run(Command::new(env!("CARGO_BIN_EXE_podcap-merge"))
+        .args(["-l", "app=mando", "--duration", "2", "-w"])
+        .arg(&out)
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", port));
+    assert_eq!(code, 0, "{err}");
+    // the namespace came from the service account (no -n given)
+    assert_eq!(
+        per_interface(&tshark_packets(&out))
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        interfaces_of(&s)
+    );
+}
