@@ -67,6 +67,8 @@ pub struct Report {
     pub files: Vec<PathBuf>,
     /// The output failed (disk full…): what was closed before stays valid.
     pub output_error: Option<String>,
+    /// The run itself failed outside any source (e.g. the API server stayed unreachable).
+    pub run_error: Option<String>,
 }
 
 impl Report {

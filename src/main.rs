@@ -158,7 +158,7 @@ struct PodArgs {
     via: podcap_merge::k8s::Via,
     /// No capture process in a pod outlives this many seconds, whatever happens to us.
     #[arg(long = "max-duration", value_name = "SEC", default_value_t = 86400,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=315_360_000))]
     max_duration: u64,
     /// Seconds a pod may take to start its capture container.
     #[arg(long = "start-timeout", value_name = "SEC", default_value_t = 120)]
@@ -295,10 +295,10 @@ fn finish(report: Report, quiet: bool) -> ExitCode {
     if !quiet {
         eprint!("{}", report.summary());
     }
-    if let Some(e) = &report.output_error {
+    for e in report.output_error.iter().chain(report.run_error.iter()) {
         eprintln!("podcap-merge: error: {e}");
     }
-    if report.output_error.is_some() || report.errors() > 0 {
+    if report.output_error.is_some() || report.run_error.is_some() || report.errors() > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -372,7 +372,7 @@ fn run_pods(args: LiveArgs) -> Result<ExitCode, String> {
     let mut max_duration = Duration::from_secs(p.max_duration);
     if let Some(d) = cfg.duration {
         // the remote processes need not outlive the run by much
-        max_duration = max_duration.min(d + Duration::from_secs(60));
+        max_duration = max_duration.min(d.saturating_add(Duration::from_secs(60)));
     }
     let opts = podcap_merge::k8s::PodOptions {
         kubeconfig: p.kubeconfig,

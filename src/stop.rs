@@ -36,10 +36,17 @@ impl Stop {
 
     /// Raises the stop level (never lowers it).
     pub fn request(&self, level: StopLevel) {
-        let prev = self.level.fetch_max(level as u8, Ordering::SeqCst);
-        if prev < level as u8 {
-            self.tx.send_replace(level);
-        }
+        self.level.fetch_max(level as u8, Ordering::SeqCst);
+        // raise the watched value under its lock, so two racing requests cannot leave it
+        // below the level
+        self.tx.send_if_modified(|current| {
+            if level > *current {
+                *current = level;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     pub fn level(&self) -> StopLevel {

@@ -736,7 +736,7 @@ fn api_server_lost_mid_capture_is_reported_and_the_file_stays_valid() {
         let errs = run.pod_errors(pod);
         assert!(
             errs.iter()
-                .any(|l| l.contains("the connection to the API server was lost mid-capture")),
+                .any(|l| l.contains("the stream from the pod was cut")),
             "the end of {pod}'s capture (its connection to the API server lost) is not \
              reported as an error:\n{stderr}"
         );
@@ -746,7 +746,7 @@ fn api_server_lost_mid_capture_is_reported_and_the_file_stays_valid() {
     // with no capture left and no API server, the run ends by itself
     assert!(
         stderr.contains(
-            "podcap-merge: the API server is unreachable and no capture is running; stopping"
+            "podcap-merge: error: the API server has been unreachable for 5 s and no capture is running"
         ),
         "no word of stopping for the lost API server:\n{stderr}"
     );

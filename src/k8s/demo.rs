@@ -52,7 +52,19 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
         .map_err(|_| "the test cluster did not start".to_string())?
         .map_err(|e| format!("the test cluster did not start: {e}"))?;
     let path = std::env::temp_dir().join(format!("podcap-demo-{}.kubeconfig", std::process::id()));
-    std::fs::write(&path, kubeconfig).map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        // private and new: never through a link someone left in the temp folder
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(kubeconfig.as_bytes()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     eprintln!(
         "podcap-merge demo: a local test cluster runs {pods} pods labelled app=mando in namespace \
          shop{}; capturing them for {seconds} s into {}",

@@ -203,7 +203,11 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Strin
         .await?;
         let api = sel.api(&client);
         let listed = api.list(&list_params(&sel)).await.map_err(|e| {
-            let e = errors::explain(&e, &format!("listing {}", sel.describe()), &ns);
+            let scope = sel
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "any (all namespaces)".into());
+            let e = errors::explain(&e, &format!("listing {}", sel.describe()), &scope);
             if e.contains("error trying to connect") || e.contains("Connect") {
                 format!("{e}; is the cluster in {} reachable?", conn.source)
             } else {
@@ -278,7 +282,10 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Strin
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         stop.request(StopLevel::Now);
-        let _ = tokio::time::timeout(Duration::from_secs(4), follow).await;
+        let mut report = report;
+        if let Ok(Ok(Some(e))) = tokio::time::timeout(Duration::from_secs(4), follow).await {
+            report.run_error = Some(e);
+        }
         signals.abort();
         Ok(report)
     })
@@ -294,7 +301,7 @@ async fn follow(
     stop: Arc<Stop>,
     services: Vec<NameRecord>,
     initial: usize,
-) {
+) -> Option<String> {
     let api = sel.api(&client);
     let mut cfg = watcher::Config::default();
     if let Some(l) = &sel.labels {
@@ -305,95 +312,133 @@ async fn follow(
     }
     let mut stream = watcher(api, cfg).default_backoff().boxed();
     let mut stop_rx = stop.subscribe();
+    // pods captured (or being captured) in this run, by UID: never a second time
     let mut seen: HashSet<String> = HashSet::new();
-    let mut gone: HashMap<String, watch::Sender<bool>> = HashMap::new();
-    let mut tasks = Vec::new();
-    let mut lost = false;
-    let mut skipped_over_cap = 0usize;
+    // captures in progress: their task and the switch that tells them their pod went away
+    let mut active: HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)> =
+        HashMap::new();
+    // pods over --max-pods, captured when a capture ends and makes room
+    let mut waiting: Vec<Pod> = Vec::new();
+    // during a re-list (after a watch gap): the pods it names; the others are gone
+    let mut relist: Option<HashSet<String>> = None;
+    let mut lost_since: Option<std::time::Instant> = None;
+    let mut announced = false;
+    let mut last_err = String::new();
+    let mut run_error = None;
+    let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
         if *stop_rx.borrow() != StopLevel::Running {
             break;
         }
         let ev = tokio::select! {
-            ev = stream.next() => ev,
+            ev = stream.next() => match ev {
+                Some(ev) => Some(ev),
+                None => break,
+            },
             _ = stop_rx.changed() => continue,
+            _ = check.tick() => None, // housekeeping only
         };
-        let Some(ev) = ev else { break };
-        let pods: Vec<(Pod, bool)> = match ev {
-            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
-                if lost {
-                    lost = false;
-                    eprintln!("podcap-merge: the API server is back; following the pods again");
-                }
-                vec![(p, false)]
-            }
-            Ok(watcher::Event::Delete(p)) => vec![(p, true)],
-            Ok(_) => continue,
-            Err(e) => {
-                if !lost {
-                    lost = true;
+        // finished captures make room for waiting pods
+        active.retain(|_, (t, _)| !t.is_finished());
+        while active.len() < opts.max_pods && !waiting.is_empty() {
+            let pod = waiting.remove(0);
+            let ctx = ctx_of(&client, &opts, &services, (active.len() + 1).max(initial));
+            start(&mut active, &ctx, pod, &events, &stop);
+        }
+        let Some(ev) = ev else {
+            if let Some(since) = lost_since {
+                if !announced && since.elapsed() >= LOST_FOR {
+                    announced = true;
                     eprintln!(
-                        "podcap-merge: lost the watch of {} ({e}); captures in progress go on, \
-                         retrying",
+                        "podcap-merge: lost the watch of {} ({last_err}); captures in progress \
+                         go on, retrying",
                         sel.describe()
                     );
                 }
-                if tasks
-                    .iter()
-                    .all(|t: &tokio::task::JoinHandle<()>| t.is_finished())
-                {
-                    eprintln!(
-                        "podcap-merge: the API server is unreachable and no capture is running; \
-                         stopping"
+                // the watch has been failing for a while and nothing is being captured: end
+                if since.elapsed() >= LOST_FOR && active.is_empty() {
+                    let e = format!(
+                        "the API server has been unreachable for {} s and no capture is \
+                         running; stopping",
+                        LOST_FOR.as_secs()
                     );
+                    eprintln!("podcap-merge: {e}");
+                    run_error = Some(e);
                     stop.request(StopLevel::Graceful);
                 }
+            }
+            continue;
+        };
+        let pod = match ev {
+            Ok(watcher::Event::Init) => {
+                relist = Some(HashSet::new());
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                // pods captured before the gap that the new list no longer holds are gone
+                if let Some(listed) = relist.take() {
+                    for (key, (_, g)) in &active {
+                        if !listed.contains(key) {
+                            let _ = g.send(true);
+                        }
+                    }
+                }
+                continue;
+            }
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                if let Some(listed) = relist.as_mut() {
+                    listed.insert(pod_key(&p));
+                }
+                if announced {
+                    eprintln!("podcap-merge: the API server is back; following the pods again");
+                }
+                lost_since = None;
+                announced = false;
+                p
+            }
+            Ok(watcher::Event::Delete(p)) => {
+                if let Some((_, g)) = active.get(&pod_key(&p)) {
+                    let _ = g.send(true);
+                }
+                waiting.retain(|w| pod_key(w) != pod_key(&p));
+                continue;
+            }
+            Err(e) => {
+                // a watch that expired (410) re-lists at once: only a failure that lasts is
+                // worth telling
+                lost_since.get_or_insert_with(std::time::Instant::now);
+                tracing::debug!("watch: {e}");
+                last_err = e.to_string();
                 continue;
             }
         };
-        for (pod, deleted) in pods {
-            let key = pod_key(&pod);
-            if deleted || finished(&pod) {
-                if let Some(g) = gone.get(&key) {
-                    let _ = g.send(true);
-                }
-                continue;
+        let key = pod_key(&pod);
+        if finished(&pod) {
+            if let Some((_, g)) = active.get(&key) {
+                let _ = g.send(true);
             }
-            if seen.contains(&key)
-                || !capturable(&pod)
-                || !sel.matches_name(pod.metadata.name.as_deref().unwrap_or(""))
-            {
-                continue;
-            }
-            if seen.len() >= opts.max_pods {
-                skipped_over_cap += 1;
-                eprintln!(
-                    "podcap-merge: {}: not captured: --max-pods {} reached ({} skipped so far)",
-                    full_name(&pod),
-                    opts.max_pods,
-                    skipped_over_cap
-                );
-                seen.insert(key);
-                continue;
-            }
-            seen.insert(key.clone());
-            let (gtx, grx) = watch::channel(false);
-            gone.insert(key, gtx);
-            let share = super::stream::per_pod_buffer(seen.len().max(initial));
-            let ctx = PodContext {
-                client: client.clone(),
-                opts: opts.clone(),
-                buffer: share,
-                services: services.clone(),
-            };
-            tasks.push(tokio::spawn(capture_pod(
-                ctx,
-                pod,
-                events.clone(),
-                stop.subscribe(),
-                grx,
-            )));
+            waiting.retain(|w| pod_key(w) != key);
+            continue;
         }
+        if seen.contains(&key)
+            || !capturable(&pod)
+            || !sel.matches_name(pod.metadata.name.as_deref().unwrap_or(""))
+        {
+            continue;
+        }
+        seen.insert(key);
+        if active.len() >= opts.max_pods {
+            eprintln!(
+                "podcap-merge: {}: waiting: --max-pods {} captures are running; it is captured \
+                 when one ends",
+                full_name(&pod),
+                opts.max_pods
+            );
+            waiting.push(pod);
+            continue;
+        }
+        let ctx = ctx_of(&client, &opts, &services, (active.len() + 1).max(initial));
+        start(&mut active, &ctx, pod, &events, &stop);
     }
     drop(events);
     // keep telling captures about deleted pods while they finish
@@ -406,7 +451,7 @@ async fn follow(
             _ = tick.tick() => {}
             ev = stream.next() => match ev {
                 Some(Ok(watcher::Event::Delete(p))) => {
-                    if let Some(g) = gone.get(&pod_key(&p)) {
+                    if let Some((_, g)) = active.get(&pod_key(&p)) {
                         let _ = g.send(true);
                     }
                 }
@@ -414,17 +459,55 @@ async fn follow(
                 None => break,
             }
         }
-        if tasks.iter().all(|t| t.is_finished()) {
+        if active.values().all(|(t, _)| t.is_finished()) {
             break;
         }
     }
-    for t in tasks {
+    for (_, (t, _)) in active {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    run_error
+}
+
+/// How long the watch may fail, with no capture running, before the run ends.
+const LOST_FOR: Duration = Duration::from_secs(5);
+
+fn ctx_of(
+    client: &Client,
+    opts: &Arc<PodOptions>,
+    services: &[NameRecord],
+    pods: usize,
+) -> PodContext {
+    PodContext {
+        client: client.clone(),
+        opts: opts.clone(),
+        buffer: super::stream::per_pod_buffer(pods),
+        services: services.to_vec(),
     }
 }
 
-/// One pod: its source, its capture container, its stream.
+/// Starts the capture of `pod`.
+fn start(
+    active: &mut HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
+    ctx: &PodContext,
+    pod: Pod,
+    events: &Events,
+    stop: &Arc<Stop>,
+) {
+    let key = pod_key(&pod);
+    let (gtx, grx) = watch::channel(false);
+    let task = tokio::spawn(capture_pod(
+        ctx.clone(),
+        pod,
+        events.clone(),
+        stop.subscribe(),
+        grx,
+    ));
+    active.insert(key, (task, gtx));
+}
+
 /// What every pod's capture shares with the run.
+#[derive(Clone)]
 struct PodContext {
     client: Client,
     opts: Arc<PodOptions>,
@@ -471,10 +554,21 @@ async fn capture_pod(
     };
     let tx = events.register(label, opts.budget.min(buffer));
     drop(events);
-    let mut names: Vec<NameRecord> = addrs
-        .iter()
-        .map(|ip| name_record(*ip, &format!("{name}.{ns}.pod")))
-        .collect();
+    // a hostNetwork pod's IP is its node's: naming the node after the pod would mislead
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let mut names: Vec<NameRecord> = if host_network {
+        tx.note("uses the node's network (hostNetwork): its capture is the node's traffic, and its IP is not named after it");
+        Vec::new()
+    } else {
+        addrs
+            .iter()
+            .map(|ip| name_record(*ip, &format!("{name}.{ns}.pod")))
+            .collect()
+    };
     names.extend(services);
     if !tx.records(vec![Record::Names(names)]).await {
         return;
@@ -482,15 +576,25 @@ async fn capture_pod(
     let api: Api<Pod> = Api::namespaced(client, &ns);
     let state_tx = &tx;
     let state = move |s: String| state_tx.state(s);
+    let mut gone_early = gone.clone();
     let injected = tokio::select! {
         r = inject(&api, &pod, &opts, &container, &state) => r,
         _ = stop.wait_for(|l| *l != StopLevel::Running) => {
             tx.state("ended: stopped before the capture began");
             return;
         }
+        Ok(_) = gone_early.wait_for(|g| *g) => {
+            tx.state("ended: pod deleted before the capture began");
+            return;
+        }
     };
     let injected = match injected {
         Ok(i) => i,
+        // a pod deleted meanwhile (a rollout) is no failure
+        Err(e) if super::inject::is_pod_gone(&e) => {
+            tx.state(format!("ended: {e}"));
+            return;
+        }
         Err(e) => {
             tx.failed(e);
             return;

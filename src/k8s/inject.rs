@@ -25,6 +25,15 @@ pub struct Injected {
     pub note: Option<String>,
 }
 
+/// How inject errors that mean "the pod went away" begin: the caller ends the pod's source
+/// cleanly for them (a rollout deleting a pod is no failure).
+pub const POD_GONE: &str = "pod deleted";
+
+/// Whether an inject error means the pod went away.
+pub fn is_pod_gone(e: &str) -> bool {
+    e.starts_with(POD_GONE)
+}
+
 /// A container name no earlier run can have used in this pod.
 pub fn container_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +134,7 @@ fn patch_error(e: &kube::Error, ns: &str, pod: &str) -> String {
              needs them"
                 .to_string()
         }
-        Some(s) if s.code == 404 => format!("pod {ns}/{pod} no longer exists"),
+        Some(s) if s.code == 404 => format!("{POD_GONE}: pod {ns}/{pod} no longer exists"),
         _ => errors::explain(e, "adding the capture container", ns),
     }
 }
@@ -179,7 +188,7 @@ pub async fn inject(
     state("pulling image, starting container".into());
     let waited = tokio::time::timeout(
         opts.start_timeout,
-        wait_running(api, &pod_name, &name, &opts.image, state),
+        wait_running(api, &ns, &pod_name, &name, &opts.image, state),
     )
     .await;
     match waited {
@@ -240,6 +249,7 @@ pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String
 
 async fn wait_running(
     api: &Api<Pod>,
+    ns: &str,
     pod: &str,
     container: &str,
     image: &str,
@@ -251,16 +261,33 @@ async fn wait_running(
     while let Some(ev) = events.next().await {
         let pod_obj = match ev {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
-            Ok(watcher::Event::Delete(_)) => return Err("the pod was deleted".into()),
+            Ok(watcher::Event::Delete(_)) => {
+                return Err(format!("{POD_GONE} before the capture began"))
+            }
             Ok(_) => continue,
             Err(e) => {
+                // a refusal will not pass by retrying: say so now, not after the timeout
+                if let watcher::Error::WatchFailed(api_err)
+                | watcher::Error::InitialListFailed(api_err)
+                | watcher::Error::WatchStartFailed(api_err) = &e
+                {
+                    if matches!(errors::code(api_err), Some(401 | 403)) {
+                        return Err(errors::explain(
+                            api_err,
+                            "watching the pod until the capture container runs",
+                            ns,
+                        ));
+                    }
+                }
                 tracing::debug!(pod, "watch while waiting for the container: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
         if pod_obj.metadata.deletion_timestamp.is_some() {
-            return Err("the pod is being deleted".into());
+            return Err(format!(
+                "{POD_GONE} (it is terminating) before the capture began"
+            ));
         }
         let st = pod_obj
             .status

@@ -11,7 +11,7 @@
 //! The capture wrapper: tcpdump runs in the background, a reader waits for a line on stdin;
 //! a line ("stop", a graceful stop: tcpdump flushes and prints its counts, podcap-merge reads
 //! to the end) or end of input (podcap-merge went away, even by SIGKILL: the API server closes
-//! stdin) stops tcpdump. A ticking watchdog (one `sleep 1` at a time, so nothing long-lived
+//! stdin) stops tcpdump (SIGTERM, SIGKILL 3 s later if it is still there). A ticking watchdog (one `sleep 1` at a time, so nothing long-lived
 //! is left when it is killed) bounds both the container's wait and the capture to the
 //! maximum duration, with nothing but `sh`, `sleep` and `kill` from the image.
 //! User arguments (interface, BPF filter) are positional parameters, never pasted into the
@@ -22,14 +22,19 @@ pub const SCRIPT: &str = r#"max=$1 idle=$2 name=$3 mode=$4; shift 4
 watchdog() {
   ( n=0; while [ $n -lt "$2" ]; do
       sleep 1; n=$((n+1))
-      if [ -n "$3" ] && [ ! -e "$3" ]; then exit 0; fi
-    done; kill $1 ) </dev/null >/dev/null 2>&1 &
+      if [ -n "$3" ] && [ -e "$3" ]; then exit 0; fi
+    done; stop $1 ) </dev/null >/dev/null 2>&1 &
+}
+stop() {
+  kill $1 2>/dev/null || return 0
+  n=0; while kill -0 $1 2>/dev/null && [ $n -lt 3 ]; do sleep 1; n=$((n+1)); done
+  kill -9 $1 2>/dev/null
 }
 capture() {
   exec 3<&0
   "$@" &
   p=$!
-  ( read -r stop <&3; kill $p ) >/dev/null 2>&1 &
+  ( read -r line <&3; stop $p ) >/dev/null 2>&1 &
   r=$!
   watchdog $p "$max"; s=$!
   wait $p; rc=$?
@@ -38,19 +43,20 @@ capture() {
 }
 if [ "$mode" = wait ]; then
   exec 3<&0
-  : >"/tmp/$name.idle" 2>/dev/null
   sh -c 'read -r go' <&3 &
   w=$!
-  echo $w >"/tmp/$name.pid" 2>/dev/null
   watchdog $w "$max"; s=$!
-  i=; [ -e "/tmp/$name.idle" ] && { watchdog $w "$idle" "/tmp/$name.idle"; i=$!; }
+  i=
+  if echo $w >"/tmp/$name.pid" 2>/dev/null; then
+    watchdog $w "$idle" "/tmp/$name.began"; i=$!
+  fi
   wait $w; ok=$?
   kill $s $i 2>/dev/null
-  rm -f "/tmp/$name.pid" "/tmp/$name.idle"
+  rm -f "/tmp/$name.pid" "/tmp/$name.began"
   [ $ok = 0 ] || exit 0
   capture "$@"; exit $?
 fi
-rm -f "/tmp/$name.idle"
+: >"/tmp/$name.began" 2>/dev/null
 capture "$@"; rc=$?
 w=$(cat "/tmp/$name.pid" 2>/dev/null) && kill $w 2>/dev/null
 exit $rc
@@ -215,6 +221,36 @@ mod tests {
         assert!(
             t >= Duration::from_secs(1) && t < Duration::from_secs(5),
             "{t:?} {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_capture_that_ignores_sigterm_is_killed_3_s_later() {
+        // (the line is sent once the handler is surely set: after 1 s)
+        let ignore =
+            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(20)";
+        let cmd: Vec<String> = ["python3", "-c", ignore]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let a = argv(30, 30, "podcap-test-kill", "exec", &cmd);
+        let mut child = Command::new(&a[0])
+            .args(&a[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let start = Instant::now();
+        stdin.write_all(b"stop\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let t = start.elapsed();
+        assert_eq!(out.status.code(), Some(128 + 9), "SIGKILL");
+        assert!(
+            t >= Duration::from_secs(2) && t < Duration::from_secs(8),
+            "{t:?}"
         );
     }
 

@@ -133,18 +133,32 @@ fn chatter(line: &str) -> bool {
         || line.trim().is_empty()
 }
 
-/// The exit code in an exec status frame (`NonZeroExitCode` carries it as a cause).
-fn exit_code(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i32> {
+/// How the remote command ended, from the exec status frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    /// A failure without an exit code ("container not running", an OCI runtime error…).
+    Failed(String),
+}
+
+fn exit_of(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Exit {
     if s.status.as_deref() == Some("Success") {
-        return Some(0);
+        return Exit::Code(0);
     }
-    s.details
-        .as_ref()?
-        .causes
-        .iter()
-        .flatten()
-        .find(|c| c.reason.as_deref() == Some("ExitCode"))
-        .and_then(|c| c.message.as_deref()?.parse().ok())
+    let code = s
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+        .and_then(|c| c.message.as_deref()?.parse().ok());
+    match code {
+        Some(c) => Exit::Code(c),
+        None => Exit::Failed(format!(
+            "{}: {}",
+            s.reason.as_deref().unwrap_or("Failure"),
+            s.message.as_deref().unwrap_or("")
+        )),
+    }
 }
 
 /// Streams the capture into `tx` until it ends, we stop it, or the pod goes away
@@ -258,8 +272,8 @@ pub async fn stream(
             _ = &mut deadline => {
                 if link_lost && ended.is_none() {
                     failure = Some(format!(
-                        "the connection to the API server was lost mid-capture; the {received} \
-                         packets before it are kept"
+                        "the stream from the pod was cut (the API server or the node's kubelet \
+                         went away); the {received} packets before it are kept"
                     ));
                 } else if exit.is_none() || asked_to_stop {
                     ended.get_or_insert(Ended::Stopped);
@@ -280,14 +294,18 @@ pub async fn stream(
     // end of input (v5) or of the connection (v4): the remote wrapper stops tcpdump either way
     let _ = tokio::time::timeout(Duration::from_millis(500), stdin.shutdown()).await;
     drop(stdout);
-    let code = match (exit, status) {
-        (Some(st), _) => st.as_ref().and_then(exit_code),
+    let mut code = match (exit, status) {
+        (Some(st), _) => st.as_ref().map(exit_of),
         (None, Some(st)) => match tokio::time::timeout(Duration::from_secs(1), st).await {
-            Ok(Some(s)) => exit_code(&s),
+            Ok(Some(s)) => Some(exit_of(&s)),
             _ => None,
         },
         (None, None) => None,
     };
+    // attach's status frame always says Success (DESIGN §4): it knows no exit code
+    if via == Via::Attach && code == Some(Exit::Code(0)) {
+        code = None;
+    }
     drop(proc);
     if let Some(task) = err_task {
         let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
@@ -312,18 +330,26 @@ pub async fn stream(
         format!(": {}", tail.join(" | "))
     };
     if let Some(f) = failure {
-        let code = code
-            .map(|c| format!(" (exit code {c})"))
-            .unwrap_or_default();
+        let code = match code {
+            Some(Exit::Code(c)) => format!(" (exit code {c})"),
+            Some(Exit::Failed(m)) => format!(" ({m})"),
+            None => String::new(),
+        };
         return Err(format!("{f}{code}{said}"));
     }
     match (ended, code) {
         (Some(e), _) => Ok((e, via)),
-        (None, Some(0)) => Ok((Ended::Finished, via)),
-        (None, Some(c)) => Err(format!("tcpdump exited with code {c}{said}")),
+        (None, Some(Exit::Code(0))) => Ok((Ended::Finished, via)),
+        (None, Some(Exit::Code(c))) => Err(format!("tcpdump exited with code {c}{said}")),
+        (None, Some(Exit::Failed(m))) => Err(format!("the capture failed: {m}{said}")),
+        // attach: the container ended by itself; what it said tells whether that was fine
+        (None, None) if via == Via::Attach && !tail.is_empty() => {
+            Err(format!("the capture ended{said}"))
+        }
+        (None, None) if via == Via::Attach => Ok((Ended::Finished, via)),
         // the stream ended with no exit status: the connection went, not the capture
         (None, None) => Err(format!(
-            "the connection to the API server was lost mid-capture (no exit status came); \
+            "the stream from the pod was cut (the API server or the node's kubelet went away); \
              the {received} packets before it are kept{said}"
         )),
     }
