@@ -397,7 +397,15 @@ async fn follow(
                 p
             }
             Ok(watcher::Event::Delete(p)) => {
+                // (a running pod that is not being deleted left the selection: its labels
+                // changed; it is let go like a deleted one)
                 if let Some((_, g)) = active.get(&pod_key(&p)) {
+                    if p.metadata.deletion_timestamp.is_none() && capturable(&p) {
+                        eprintln!(
+                            "podcap-merge: {}: no longer matches the selection; its capture ends",
+                            full_name(&p)
+                        );
+                    }
                     let _ = g.send(true);
                 }
                 waiting.retain(|w| pod_key(w) != pod_key(&p));

@@ -30,6 +30,9 @@ pub const MEMORY_FOR_PODS: usize = 8 * 1024 * 1024;
 pub fn per_pod_buffer(pods: usize) -> usize {
     (MEMORY_FOR_PODS / pods.max(1)).clamp(128 * 1024, STDOUT_BUF)
 }
+/// How long a terminating pod's capture is read on (its termination grace period is 30 s by
+/// default; the kubelet ends the capture with the pod).
+const POD_GONE_GRACE: Duration = Duration::from_secs(45);
 /// How much is read from the stream at a time.
 const READ: usize = 128 * 1024;
 
@@ -169,7 +172,13 @@ pub async fn stream(
     mut stop: watch::Receiver<StopLevel>,
     mut gone: watch::Receiver<bool>,
 ) -> Result<(Ended, Via), String> {
-    let (mut proc, mut stdin, via) = connect(&t, tx).await?;
+    // a stop (or the pod going) while the connection is still being set up ends it there
+    let connected = tokio::select! {
+        c = connect(&t, tx) => c,
+        _ = stop.wait_for(|l| *l != StopLevel::Running) => return Ok((Ended::Stopped, t.via)),
+        Ok(_) = gone.wait_for(|g| *g) => return Ok((Ended::PodGone, t.via)),
+    };
+    let (mut proc, mut stdin, via) = connected?;
     let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
     // kube's loop resolves this when it ends (with the exit status, or without one when the
     // connection broke, in which case it also leaves our stdout without an end of file)
@@ -261,11 +270,13 @@ pub async fn stream(
                 if changed.is_err() {
                     gone_open = false; // the watcher is done; the pod is not gone for that
                 } else if *gone.borrow() {
-                    // the pod is going: what is in flight still arrives, briefly
+                    // the pod is terminating: its last traffic (the draining of a rollout) is
+                    // worth having, so read on until the kubelet ends the capture with the
+                    // pod, within the usual grace period
                     ended.get_or_insert(Ended::PodGone);
                     if !asked_to_stop {
                         asked_to_stop = true;
-                        deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
+                        deadline.as_mut().reset(tokio::time::Instant::now() + POD_GONE_GRACE);
                     }
                 }
             }
