@@ -801,3 +801,69 @@ fn server_1_28_captures_over_websocket_v4() {
     assert!(run.took < Duration::from_secs(15), "took {:?}", run.took);
     assert_no_tcpdump_left(&server);
 }
+
+/// A pod deleted and re-created under the same name between our look at it and our patch: the
+/// patch names the old pod's UID, so the new pod gets no capture container from it.
+#[test]
+fn a_patch_for_a_replaced_pod_is_refused() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::PatchParams;
+    let server = Server::start(1, &[]);
+    let run_solo = |s: &Server| {
+        s.ok(&[
+            "run",
+            "solo",
+            "-n",
+            "shop",
+            "--image=nginx:1.25",
+            "--labels=app=solo",
+        ]);
+        s.ok(&[
+            "wait",
+            "-n",
+            "shop",
+            "--for=jsonpath={.status.phase}=Running",
+            "pod/solo",
+            "--timeout=10s",
+        ]);
+    };
+    run_solo(&server);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kc = server.kubeconfig();
+    let (api, old) = rt.block_on(async {
+        let conn = podcap_merge::k8s::client::connect(Some(&kc), None)
+            .await
+            .unwrap();
+        let api: kube::Api<Pod> = kube::Api::namespaced(conn.client, "shop");
+        let old = api.get("solo").await.unwrap();
+        (api, old)
+    });
+    server.ok(&["delete", "pod", "solo", "-n", "shop", "--wait=true"]);
+    run_solo(&server);
+    let spec = podcap_merge::k8s::inject::container_spec(
+        &podcap_merge::k8s::PodOptions::default(),
+        "podcap-late",
+        "solo",
+        &[],
+    );
+    let patch = podcap_merge::k8s::inject::patch_for(&old, spec.clone());
+    let err = rt
+        .block_on(api.patch_ephemeral_containers("solo", &PatchParams::default(), &patch))
+        .expect_err("the old pod's patch must not apply to the new pod");
+    assert!(err.to_string().contains("/metadata/uid"), "{err}");
+    let ecs = server.ok(&[
+        "get",
+        "pod",
+        "solo",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[*].name}",
+    ]);
+    assert!(ecs.trim().is_empty(), "the new pod got {ecs:?}");
+    // the same patch for the pod as it is now applies
+    let now = rt.block_on(api.get("solo")).unwrap();
+    let patch = podcap_merge::k8s::inject::patch_for(&now, spec);
+    rt.block_on(api.patch_ephemeral_containers("solo", &PatchParams::default(), &patch))
+        .expect("the patch for the current pod applies");
+}

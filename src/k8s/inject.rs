@@ -111,6 +111,38 @@ pub fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, Strin
     }
 }
 
+/// The patch that adds `spec` to `pod`, and only to this pod: a JSON patch that first tests
+/// the pod's UID (a pod deleted and re-created under the same name after we listed it must not
+/// get a capture container from us: the new one is captured on its own). Without a UID, a
+/// strategic merge patch (merges by name, DESIGN §4).
+pub fn patch_for(pod: &Pod, spec: Value) -> Patch<Value> {
+    let Some(uid) = pod.metadata.uid.as_deref() else {
+        return Patch::Strategic(json!({"spec": {"ephemeralContainers": [spec]}}));
+    };
+    let has_some = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    let add = if has_some {
+        json!({"op": "add", "path": "/spec/ephemeralContainers/-", "value": spec.clone()})
+    } else {
+        json!({"op": "add", "path": "/spec/ephemeralContainers", "value": [spec.clone()]})
+    };
+    let ops = json!([{"op": "test", "path": "/metadata/uid", "value": uid}, add]);
+    match serde_json::from_value::<json_patch::Patch>(ops) {
+        Ok(p) => Patch::Json(p),
+        Err(_) => Patch::Strategic(json!({"spec": {"ephemeralContainers": [spec]}})),
+    }
+}
+
+/// The UID test of [`patch_for`] failed: the pod of that name is another one now.
+fn replaced(e: &kube::Error) -> bool {
+    errors::status(e).is_some_and(|s| {
+        (s.code == 422 || s.code == 409 || s.code == 500) && s.message.contains("/metadata/uid")
+    })
+}
+
 fn patch_error(e: &kube::Error, ns: &str, pod: &str) -> String {
     if let Some(level) = errors::pod_security_level(e) {
         return format!(
@@ -157,13 +189,8 @@ pub async fn inject(
     state("injecting".into());
     loop {
         let spec = container_spec(opts, &name, &target, &caps);
-        let patch = json!({"spec": {"ephemeralContainers": [spec]}});
         match api
-            .patch_ephemeral_containers(
-                &pod_name,
-                &PatchParams::default(),
-                &Patch::Strategic(patch),
-            )
+            .patch_ephemeral_containers(&pod_name, &PatchParams::default(), &patch_for(pod, spec))
             .await
         {
             Ok(_) => break,
@@ -181,6 +208,12 @@ pub async fn inject(
                     caps.join(" and ")
                 ));
                 caps.clear();
+            }
+            Err(e) if replaced(&e) => {
+                return Err(format!(
+                    "{POD_GONE}: pod {ns}/{pod_name} was replaced by a new pod of the same name \
+                     before the capture began"
+                ))
             }
             Err(e) => return Err(patch_error(&e, &ns, &pod_name)),
         }
@@ -334,6 +367,31 @@ mod tests {
         assert!(spec.get("securityContext").is_none());
         assert_eq!(spec["targetContainerName"], "app");
         assert_eq!(spec["stdinOnce"], true);
+    }
+
+    #[test]
+    fn the_patch_is_for_this_pod_only() {
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some("u-1".into());
+        let spec = json!({"name": "podcap-1"});
+        let body = |p: Patch<Value>| match p {
+            Patch::Json(j) => serde_json::to_value(j).unwrap(),
+            _ => panic!("a JSON patch expected"),
+        };
+        let ops = body(patch_for(&pod, spec.clone()));
+        assert_eq!(
+            ops[0],
+            json!({"op": "test", "path": "/metadata/uid", "value": "u-1"})
+        );
+        assert_eq!(ops[1]["path"], "/spec/ephemeralContainers");
+        pod.spec = Some(Default::default());
+        if let Some(s) = pod.spec.as_mut() {
+            s.ephemeral_containers = Some(vec![Default::default()]);
+        }
+        let ops = body(patch_for(&pod, spec.clone()));
+        assert_eq!(ops[1]["path"], "/spec/ephemeralContainers/-");
+        pod.metadata.uid = None;
+        assert!(matches!(patch_for(&pod, spec), Patch::Strategic(_)));
     }
 
     #[test]
