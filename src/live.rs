@@ -51,7 +51,14 @@ impl std::str::FromStr for CommandSpec {
 /// tcpdump's end-of-capture counts on stderr: "N packets dropped by kernel" (and "by interface").
 pub fn parse_drops(line: &str) -> Option<u64> {
     let line = line.trim();
-    if line.ends_with("packets dropped by kernel") || line.ends_with("packets dropped by interface")
+    if [
+        "packets dropped by kernel",
+        "packet dropped by kernel",
+        "packets dropped by interface",
+        "packet dropped by interface",
+    ]
+    .iter()
+    .any(|end| line.ends_with(end))
     {
         line.split_whitespace().next()?.parse().ok()
     } else {
@@ -454,6 +461,7 @@ mod tests {
     fn drops_and_specs() {
         assert_eq!(parse_drops("17 packets dropped by kernel"), Some(17));
         assert_eq!(parse_drops("3 packets dropped by interface"), Some(3));
+        assert_eq!(parse_drops("1 packet dropped by kernel"), Some(1));
         assert_eq!(parse_drops("5 packets captured"), None);
         let s: CommandSpec = "web=tcpdump -w - -i any".parse().unwrap();
         assert_eq!(s.name, "web");

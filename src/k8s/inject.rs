@@ -187,13 +187,30 @@ pub async fn inject(
     let mut caps = capabilities(opts.profile, opts.promiscuous);
     let mut note = None;
     state("injecting".into());
+    let mut current = pod.clone();
+    let mut refreshed = false;
     loop {
         let spec = container_spec(opts, &name, &target, &caps);
+        let patch = patch_for(&current, spec);
         match api
-            .patch_ephemeral_containers(&pod_name, &PatchParams::default(), &patch_for(pod, spec))
+            .patch_ephemeral_containers(&pod_name, &PatchParams::default(), &patch)
             .await
         {
             Ok(_) => break,
+            // someone else added the pod's first ephemeral container since we looked (our
+            // JSON patch would have replaced it: refused): once more, with the pod as it is
+            Err(e)
+                if !refreshed
+                    && errors::code(&e) == Some(422)
+                    && errors::status(&e)
+                        .is_some_and(|s| s.message.contains("ephemeralContainers")) =>
+            {
+                refreshed = true;
+                match api.get(&pod_name).await {
+                    Ok(p) if p.metadata.uid == pod.metadata.uid => current = p,
+                    _ => return Err(patch_error(&e, &ns, &pod_name)),
+                }
+            }
             Err(e)
                 if opts.profile == Profile::Auto
                     && !opts.promiscuous // (promiscuous mode needs NET_ADMIN: no fallback)

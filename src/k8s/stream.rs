@@ -130,9 +130,9 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
 fn chatter(line: &str) -> bool {
     line.contains("listening on")
         || line.contains("data link type")
-        || line.contains("packets captured")
-        || line.contains("packets received by filter")
-        || line.contains("packets dropped by")
+        || line.contains("captured")
+        || line.contains("received by filter")
+        || line.contains("dropped by")
         || line.trim().is_empty()
 }
 
@@ -218,6 +218,9 @@ pub async fn stream(
         tokio::select! {
             r = stdout.read_buf(&mut dec.buf) => match r {
                 Ok(0) => {
+                    if asked_to_stop {
+                        ended.get_or_insert(Ended::Stopped);
+                    }
                     if !asked_to_stop && !*gone.borrow() {
                         if dec.decoder.offset() == 0 && dec.buf.is_empty() {
                             failure = Some("the capture produced no data".into());
@@ -382,6 +385,7 @@ mod tests {
     fn tcpdump_chatter_is_not_an_error() {
         assert!(chatter("tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 262144 bytes"));
         assert!(chatter("12 packets captured"));
+        assert!(chatter("1 packet dropped by kernel"));
         assert!(!chatter("tcpdump: eth1: No such device exists"));
     }
 }
