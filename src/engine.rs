@@ -190,6 +190,9 @@ impl Engine {
             return;
         }
         let Some(&idx) = self.ids.get(&msg.src) else {
+            if let (crate::source::RUN, SourceEvent::Note(n)) = (msg.src, &msg.event) {
+                self.progress.println(&format!("podcap-merge: {n}"));
+            }
             return;
         };
         match msg.event {

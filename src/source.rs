@@ -51,6 +51,9 @@ pub struct Msg {
     pub event: SourceEvent,
 }
 
+/// The `src` of messages about the run rather than one source (see [`Events::say`]).
+pub const RUN: usize = usize::MAX;
+
 /// Where sources send their events; cloned into every source. Hands out source ids.
 #[derive(Clone, Debug)]
 pub struct Events {
@@ -64,6 +67,15 @@ impl Events {
             tx,
             next_id: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A message about the run (a pod waiting for room, a lost watch…), printed by the engine
+    /// above its progress rows so they do not draw over it.
+    pub fn say(&self, message: impl Into<String>) {
+        let _ = self.tx.send(Msg {
+            src: RUN,
+            event: SourceEvent::Note(message.into()),
+        });
     }
 
     /// Registers a new source (its `Started` event is sent at once, so sources registered one

@@ -349,11 +349,10 @@ async fn follow(
             if let Some(since) = lost_since {
                 if !announced && since.elapsed() >= LOST_FOR {
                     announced = true;
-                    eprintln!(
-                        "podcap-merge: lost the watch of {} ({last_err}); captures in progress \
-                         go on, retrying",
+                    events.say(format!(
+                        "lost the watch of {} ({last_err}); captures in progress go on, retrying",
                         sel.describe()
-                    );
+                    ));
                 }
                 // the watch has been failing for a while and nothing is being captured: end
                 if since.elapsed() >= LOST_FOR && active.is_empty() {
@@ -362,7 +361,7 @@ async fn follow(
                          running; stopping",
                         LOST_FOR.as_secs()
                     );
-                    eprintln!("podcap-merge: {e}");
+                    events.say(e.clone());
                     run_error = Some(e);
                     stop.request(StopLevel::Graceful);
                 }
@@ -390,7 +389,7 @@ async fn follow(
                     listed.insert(pod_key(&p));
                 }
                 if announced {
-                    eprintln!("podcap-merge: the API server is back; following the pods again");
+                    events.say("the API server is back; following the pods again");
                 }
                 lost_since = None;
                 announced = false;
@@ -401,10 +400,10 @@ async fn follow(
                 // changed; it is let go like a deleted one)
                 if let Some((_, g)) = active.get(&pod_key(&p)) {
                     if p.metadata.deletion_timestamp.is_none() && capturable(&p) {
-                        eprintln!(
-                            "podcap-merge: {}: no longer matches the selection; its capture ends",
+                        events.say(format!(
+                            "{}: no longer matches the selection; its capture ends",
                             full_name(&p)
-                        );
+                        ));
                     }
                     let _ = g.send(true);
                 }
@@ -436,12 +435,11 @@ async fn follow(
         }
         seen.insert(key);
         if active.len() >= opts.max_pods {
-            eprintln!(
-                "podcap-merge: {}: waiting: --max-pods {} captures are running; it is captured \
-                 when one ends",
+            events.say(format!(
+                "{}: waiting: --max-pods {} captures are running; it is captured when one ends",
                 full_name(&pod),
                 opts.max_pods
-            );
+            ));
             waiting.push(pod);
             continue;
         }
