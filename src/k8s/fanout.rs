@@ -220,12 +220,16 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Strin
             .filter(|p| sel.matches_name(p.metadata.name.as_deref().unwrap_or("")))
             .collect();
         let running: Vec<&Pod> = matching.iter().filter(|p| capturable(p)).collect();
-        if running.is_empty() {
-            let others = matching.len();
-            return Err(if others > 0 {
+        let starting = matching
+            .iter()
+            .filter(|p| !capturable(p) && !finished(p))
+            .count();
+        if running.is_empty() && starting == 0 {
+            return Err(if !matching.is_empty() {
                 format!(
-                    "no running pods among the {others} {} (they are pending or ending); \
+                    "no running pods among the {} {} (they have ended or are being deleted); \
                      check them with `kubectl get pods`",
+                    matching.len(),
                     sel.describe()
                 )
             } else {
@@ -242,6 +246,15 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Strin
                         .unwrap_or(" -A".into())
                 )
             });
+        }
+        if starting > 0 {
+            // pending pods are followed: each is captured once it runs
+            eprintln!(
+                "podcap-merge: {starting} of the {} {} are not running yet; each is captured \
+                 once it runs",
+                matching.len(),
+                sel.describe()
+            );
         }
         if running.len() > opts.max_pods {
             return Err(format!(
