@@ -546,3 +546,46 @@ fn in_cluster_configuration_from_the_service_account() {
         interfaces_of(&s)
     );
 }
+
+/// A selection whose only pod is still Pending at the start: it is said, followed, and
+/// captured once it runs.
+#[test]
+fn a_pod_pending_at_the_start_is_captured_once_it_runs() {
+    assert_root();
+    let s = Server::start(1, &["--pending-secs", "3"]);
+    s.ok(&[
+        "run",
+        "late",
+        "-n",
+        "shop",
+        "--image=nginx:1.25",
+        "--labels=app=late",
+    ]);
+    let phase = s.ok(&[
+        "get",
+        "pod",
+        "late",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(phase, "Pending");
+    let dir = tmpdir();
+    let out = dir.path().join("late.pcapng");
+    let (code, err) = run(s
+        .podcap()
+        .args(["-l", "app=late", "--duration", "7", "-w"])
+        .arg(&out));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 of the 1 pods matching -l app=late in namespace shop are not running yet"),
+        "{err}"
+    );
+    let by_if = per_interface(&tshark_packets(&out));
+    assert_eq!(
+        by_if.keys().cloned().collect::<Vec<_>>(),
+        vec!["shop/late/any".to_string()],
+        "{err}"
+    );
+}

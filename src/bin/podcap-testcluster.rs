@@ -46,6 +46,10 @@ struct Args {
     /// always fails. Repeatable.
     #[arg(long, value_name = "IMAGE")]
     image_pull_fail: Vec<String>,
+    /// Pods created through the API (kubectl run/apply/create) stay Pending (unscheduled) for
+    /// SECS before they are bound and start.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pending_secs: f64,
     /// SECS after start, create one more pod of the demo Deployment (same labels; watches see
     /// ADDED, then ContainerCreating and Running). Repeatable.
     #[arg(long, value_name = "SECS")]
@@ -88,6 +92,7 @@ async fn run(args: Args) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         no_ephemeral_containers: args.no_ephemeral_containers,
         image_pull_fail: args.image_pull_fail,
+        pending_secs: args.pending_secs,
         add_pods_after: {
             let mut v: Vec<f64> = args
                 .add_pod_after

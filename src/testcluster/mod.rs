@@ -59,6 +59,8 @@ pub struct Config {
     pub no_ephemeral_containers: bool,
     /// Images whose pull fails (besides `registry.invalid/…`).
     pub image_pull_fail: Vec<String>,
+    /// Created pods (kubectl run/apply/create) stay Pending this long before they are bound.
+    pub pending_secs: f64,
     /// Seconds after start at which one more demo pod is created (one entry per pod).
     pub add_pods_after: Vec<f64>,
     /// Seconds after start at which one demo pod is deleted (one entry per pod).
@@ -76,6 +78,7 @@ impl Default for Config {
             rbac_deny: Vec::new(),
             no_ephemeral_containers: false,
             image_pull_fail: Vec::new(),
+            pending_secs: 0.0,
             add_pods_after: Vec::new(),
             delete_pods_after: Vec::new(),
         }
@@ -179,6 +182,8 @@ impl TestCluster {
             user: format!("system:serviceaccount:{}:podcap", config.namespace),
             no_ephemeral_containers: config.no_ephemeral_containers,
             image_pull_fail: config.image_pull_fail.clone(),
+            pending: std::time::Duration::try_from_secs_f64(config.pending_secs)
+                .map_err(|e| format!("--pending-secs: {e}"))?,
         };
         let shared = Arc::new(api::Shared {
             faults,

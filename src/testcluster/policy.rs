@@ -64,6 +64,8 @@ pub struct Faults {
     pub no_ephemeral_containers: bool,
     /// Images (exact references, or prefixes ending in `/`) whose pull fails.
     pub image_pull_fail: Vec<String>,
+    /// How long a created pod stays Pending (unscheduled) before the pretend scheduler binds it.
+    pub pending: std::time::Duration,
 }
 
 impl Faults {

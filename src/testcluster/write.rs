@@ -319,7 +319,7 @@ pub fn update_pod(
 /// The pretend scheduler and kubelet: bind to node-1 (ContainerCreating), then Running with a
 /// pod IP, Ready.
 async fn start_pod(shared: Arc<Shared>, ns: String, name: String, uid: String) {
-    tokio::time::sleep(STEP).await;
+    tokio::time::sleep(STEP + shared.faults.pending).await;
     let alive = update_pod(&shared, &ns, &name, &uid, |pod, _| {
         let ts = rfc3339(now_unix());
         if str_at(pod, "/spec/nodeName").is_empty() {
