@@ -125,6 +125,15 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
+    fn spawn(a: &[String]) -> std::process::Child {
+        Command::new(&a[0])
+            .args(&a[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs the script with `input` on stdin; stdin is closed after it when `eof`, else only
     /// after the script ended.
     fn run(mode: &str, cmd: &[&str], input: &[u8], eof: bool) -> (String, i32, Duration) {
@@ -134,12 +143,7 @@ mod tests {
         let name = format!("podcap-test-{}-{n}", std::process::id());
         let a = argv(30, 30, &name, mode, &cmd);
         let start = Instant::now();
-        let mut child = Command::new(&a[0])
-            .args(&a[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&a);
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input).unwrap();
         let keep = if eof {
@@ -208,12 +212,7 @@ mod tests {
         let cmd: Vec<String> = vec!["true".into()];
         let a = argv(30, 1, "podcap-test-idle", "wait", &cmd);
         let start = Instant::now();
-        let mut child = Command::new(&a[0])
-            .args(&a[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&a);
         let stdin = child.stdin.take().unwrap(); // open: only the idle bound can end it
         let out = child.wait_with_output().unwrap();
         drop(stdin);
@@ -234,12 +233,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let a = argv(30, 30, "podcap-test-kill", "exec", &cmd);
-        let mut child = Command::new(&a[0])
-            .args(&a[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&a);
         let mut stdin = child.stdin.take().unwrap();
         std::thread::sleep(Duration::from_secs(1));
         let start = Instant::now();
