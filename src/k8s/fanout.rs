@@ -6,7 +6,7 @@
 use super::client::connect;
 use super::inject::{container_name, inject};
 use super::select::{resolve, Selection};
-use super::stream::{stream, Ended, Target};
+use super::stream::{stream, Ended, Gone, Target};
 use super::{errors, script, PodOptions, Via};
 use crate::engine::{self, EngineConfig, Report};
 use crate::format::{NameRecord, Record};
@@ -328,7 +328,7 @@ async fn follow(
     // pods captured (or being captured) in this run, by UID: never a second time
     let mut seen: HashSet<String> = HashSet::new();
     // captures in progress: their task and the switch that tells them their pod went away
-    let mut active: HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)> =
+    let mut active: HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<Gone>)> =
         HashMap::new();
     // pods over --max-pods, captured when a capture ends and makes room
     let mut waiting: Vec<Pod> = Vec::new();
@@ -391,7 +391,7 @@ async fn follow(
                 if let Some(listed) = relist.take() {
                     for (key, (_, g)) in &active {
                         if !listed.contains(key) {
-                            let _ = g.send(true);
+                            let _ = g.send(Gone::Deleted);
                         }
                     }
                 }
@@ -417,8 +417,10 @@ async fn follow(
                             "{}: no longer matches the selection; its capture ends",
                             full_name(&p)
                         ));
+                        let _ = g.send(Gone::Unselected);
+                    } else {
+                        let _ = g.send(Gone::Deleted);
                     }
-                    let _ = g.send(true);
                 }
                 waiting.retain(|w| pod_key(w) != pod_key(&p));
                 continue;
@@ -435,7 +437,7 @@ async fn follow(
         let key = pod_key(&pod);
         if finished(&pod) {
             if let Some((_, g)) = active.get(&key) {
-                let _ = g.send(true);
+                let _ = g.send(Gone::Deleted);
             }
             waiting.retain(|w| pod_key(w) != key);
             continue;
@@ -471,7 +473,7 @@ async fn follow(
             ev = stream.next() => match ev {
                 Some(Ok(watcher::Event::Delete(p))) => {
                     if let Some((_, g)) = active.get(&pod_key(&p)) {
-                        let _ = g.send(true);
+                        let _ = g.send(Gone::Deleted);
                     }
                 }
                 Some(_) => {}
@@ -507,14 +509,14 @@ fn ctx_of(
 
 /// Starts the capture of `pod`.
 fn start(
-    active: &mut HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
+    active: &mut HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<Gone>)>,
     ctx: &PodContext,
     pod: Pod,
     events: &Events,
     stop: &Arc<Stop>,
 ) {
     let key = pod_key(&pod);
-    let (gtx, grx) = watch::channel(false);
+    let (gtx, grx) = watch::channel(Gone::No);
     let task = tokio::spawn(capture_pod(
         ctx.clone(),
         pod,
@@ -541,7 +543,7 @@ async fn capture_pod(
     pod: Pod,
     events: Events,
     mut stop: watch::Receiver<StopLevel>,
-    gone: watch::Receiver<bool>,
+    gone: watch::Receiver<Gone>,
 ) {
     let PodContext {
         client,
@@ -602,8 +604,12 @@ async fn capture_pod(
             tx.state("ended: stopped before the capture began");
             return;
         }
-        Ok(_) = gone_early.wait_for(|g| *g) => {
-            tx.state("ended: pod deleted before the capture began");
+        Ok(_) = gone_early.wait_for(|g| *g != Gone::No) => {
+            tx.state(if *gone.borrow() == Gone::Unselected {
+                "ended: no longer matched the selection before the capture began"
+            } else {
+                "ended: pod deleted before the capture began"
+            });
             return;
         }
     };
@@ -638,7 +644,11 @@ async fn capture_pod(
         via: opts.via,
         stdout_buf: buffer,
     };
+    let why = gone.clone();
     match stream(t, &tx, stop, gone).await {
+        Ok((Ended::PodGone, _)) if *why.borrow() == Gone::Unselected => {
+            tx.state("ended: no longer matches the selection")
+        }
         Ok((Ended::PodGone, _)) => tx.state("ended: pod deleted"),
         Ok((Ended::Stopped, _)) => tx.state("ended: stopped"),
         Ok((Ended::Finished, _)) => tx.state("ended: tcpdump finished"),

@@ -49,6 +49,16 @@ pub struct Target<'a> {
     pub stdout_buf: usize,
 }
 
+/// Whether the pod of a capture is still wanted, as the watcher sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    No,
+    /// Deleted (or terminating, or finished).
+    Deleted,
+    /// Its labels no longer match the selection.
+    Unselected,
+}
+
 /// How a pod's stream ended (when it did not fail).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -165,18 +175,18 @@ fn exit_of(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Exit {
 }
 
 /// Streams the capture into `tx` until it ends, we stop it, or the pod goes away
-/// (`gone` turns true). Returns how it ended; the error names what went wrong.
+/// (`gone` changes). Returns how it ended; the error names what went wrong.
 pub async fn stream(
     t: Target<'_>,
     tx: &SourceTx,
     mut stop: watch::Receiver<StopLevel>,
-    mut gone: watch::Receiver<bool>,
+    mut gone: watch::Receiver<Gone>,
 ) -> Result<(Ended, Via), String> {
     // a stop (or the pod going) while the connection is still being set up ends it there
     let connected = tokio::select! {
         c = connect(&t, tx) => c,
         _ = stop.wait_for(|l| *l != StopLevel::Running) => return Ok((Ended::Stopped, t.via)),
-        Ok(_) = gone.wait_for(|g| *g) => return Ok((Ended::PodGone, t.via)),
+        Ok(_) = gone.wait_for(|g| *g != Gone::No) => return Ok((Ended::PodGone, t.via)),
     };
     let (mut proc, mut stdin, via) = connected?;
     let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
@@ -221,7 +231,7 @@ pub async fn stream(
                     if asked_to_stop {
                         ended.get_or_insert(Ended::Stopped);
                     }
-                    if !asked_to_stop && !*gone.borrow() {
+                    if !asked_to_stop && *gone.borrow() == Gone::No {
                         if dec.decoder.offset() == 0 && dec.buf.is_empty() {
                             failure = Some("the capture produced no data".into());
                         } else {
@@ -272,7 +282,7 @@ pub async fn stream(
             changed = gone.changed(), if gone_open => {
                 if changed.is_err() {
                     gone_open = false; // the watcher is done; the pod is not gone for that
-                } else if *gone.borrow() {
+                } else if *gone.borrow() != Gone::No {
                     // the pod is terminating: its last traffic (the draining of a rollout) is
                     // worth having, so read on until the kubelet ends the capture with the
                     // pod, within the usual grace period
@@ -299,7 +309,8 @@ pub async fn stream(
     // a stream that ended by itself may be its pod going away (the watch can tell us a moment
     // after the kubelet killed the capture): that is a clean end, not a failure
     if ended.is_none() && !asked_to_stop {
-        let went = tokio::time::timeout(Duration::from_secs(2), gone.wait_for(|g| *g)).await;
+        let went =
+            tokio::time::timeout(Duration::from_secs(2), gone.wait_for(|g| *g != Gone::No)).await;
         if matches!(went, Ok(Ok(_))) {
             ended = Some(Ended::PodGone);
             failure = None;
