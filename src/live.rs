@@ -67,7 +67,7 @@ pub fn parse_drops(line: &str) -> Option<u64> {
 }
 
 /// What a capture command said on stderr: its last lines and tcpdump's drop counts.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StderrLog {
     pub tail: VecDeque<String>,
     pub drops: Option<u64>,
@@ -76,27 +76,43 @@ pub struct StderrLog {
 }
 
 impl StderrLog {
-    /// The kept lines and the drop count, once the stream is over.
-    pub fn take(log: &Mutex<StderrLog>) -> (Vec<String>, Option<u64>) {
-        match log.lock() {
-            Ok(s) => (s.tail.iter().cloned().collect(), s.drops),
-            Err(_) => (Vec::new(), None),
-        }
+    /// The kept lines, joined; empty when there are none.
+    pub fn said(&self) -> String {
+        self.tail
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }
 
-/// Drains a stderr stream to its end (an undrained stderr stalls or kills the capture): bytes,
-/// not UTF-8 lines, so one odd byte cannot stop the draining. Keeps the last lines that
-/// `keep` accepts and sums tcpdump's drop counts.
-pub fn drain_stderr<R>(
-    err: R,
-    name: String,
-    keep: fn(&str) -> bool,
-) -> (Arc<Mutex<StderrLog>>, tokio::task::JoinHandle<()>)
+/// A stderr being drained in the background.
+pub struct StderrDrain {
+    log: Arc<Mutex<StderrLog>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StderrDrain {
+    /// Waits (at most `wait`) for the stream's end, then gives what it said.
+    pub async fn finish(self, wait: Duration) -> StderrLog {
+        if let Some(task) = self.task {
+            let _ = tokio::time::timeout(wait, task).await;
+        }
+        self.log.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Drains a stderr stream (if there is one) to its end (an undrained stderr stalls or kills the
+/// capture): bytes, not UTF-8 lines, so one odd byte cannot stop the draining. Keeps the last
+/// lines that `keep` accepts and sums tcpdump's drop counts.
+pub fn drain_stderr<R>(err: Option<R>, name: String, keep: fn(&str) -> bool) -> StderrDrain
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let log = Arc::new(Mutex::new(StderrLog::default()));
+    let Some(err) = err else {
+        return StderrDrain { log, task: None };
+    };
     let state = log.clone();
     let task = tokio::spawn(async move {
         let mut reader = BufReader::new(err);
@@ -130,7 +146,10 @@ where
             }
         }
     });
-    (log, task)
+    StderrDrain {
+        log,
+        task: Some(task),
+    }
 }
 
 fn signal_group(pgid: Option<u32>, sig: i32) {
@@ -166,13 +185,7 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         }
     };
     let pgid = child.id();
-    let (stderr_state, stderr_task) = match child.stderr.take() {
-        Some(err) => {
-            let (log, task) = drain_stderr(err, spec.name.clone(), |_| true);
-            (log, Some(task))
-        }
-        None => (Arc::new(Mutex::new(StderrLog::default())), None),
-    };
+    let stderr = drain_stderr(child.stderr.take(), spec.name.clone(), |_| true);
     let Some(mut stdout) = child.stdout.take() else {
         tx.failed("no stdout");
         tx.end();
@@ -275,18 +288,15 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
             child.wait().await.ok()
         }
     };
-    if let Some(t) = stderr_task {
-        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
-    }
+    let log = stderr.finish(Duration::from_secs(1)).await;
     signal_group(pgid, libc::SIGKILL); // anything left in its group
-    let (tail, drops) = StderrLog::take(&stderr_state);
-    if let Some(n) = drops {
+    if let Some(n) = log.drops {
         tx.dropped(n);
     }
-    let said = if tail.is_empty() {
+    let said = if log.tail.is_empty() {
         String::new()
     } else {
-        format!("; its stderr said: {}", tail.join(" | "))
+        format!("; its stderr said: {}", log.said())
     };
     let exited_badly = status.is_some_and(|s| !s.success()) && !stopping;
     if let Some(f) = failure {
@@ -311,7 +321,7 @@ fn level_after(
 }
 
 /// A timer that does not fire.
-const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Where a command source is in stopping.
 #[derive(Default)]

@@ -7,7 +7,7 @@ use super::client::connect;
 use super::inject::{container_name, inject};
 use super::select::{resolve, Selection};
 use super::stream::{stream, Ended, Gone, Target};
-use super::{errors, script, PodOptions, Via};
+use super::{errors, PodOptions, Via};
 use crate::engine::{self, EngineConfig, Report};
 use crate::format::{NameRecord, Record};
 use crate::live::handle_signals;
@@ -106,13 +106,7 @@ async fn service_names(client: &Client, sel: &Selection) -> Vec<NameRecord> {
 }
 
 fn pod_key(pod: &Pod) -> String {
-    pod.metadata.uid.clone().unwrap_or_else(|| {
-        format!(
-            "{}/{}",
-            pod.metadata.namespace.as_deref().unwrap_or(""),
-            pod.metadata.name.as_deref().unwrap_or("")
-        )
-    })
+    pod.metadata.uid.clone().unwrap_or_else(|| full_name(pod))
 }
 
 fn full_name(pod: &Pod) -> String {
@@ -138,12 +132,7 @@ fn list_params(sel: &Selection) -> ListParams {
 fn describe_plan(pod: &Pod, opts: &PodOptions) -> String {
     let target = super::inject::target_container(pod, opts.target_container.as_deref());
     let caps = super::inject::capabilities(opts.profile, opts.promiscuous);
-    let capture = script::tcpdump_argv(
-        &opts.interface,
-        opts.snaplen,
-        opts.promiscuous,
-        &opts.filter,
-    );
+    let capture = opts.capture_argv();
     format!(
         "{}\tnode {}\tip {}\t{}\timage {}\tcapabilities {}\tvia {}\t{}",
         full_name(pod),
@@ -628,19 +617,14 @@ async fn capture_pod(
     if let Some(n) = &injected.note {
         tx.note(n.clone());
     }
-    let capture = script::tcpdump_argv(
-        &opts.interface,
-        opts.snaplen,
-        opts.promiscuous,
-        &opts.filter,
-    );
+    let capture = opts.capture_argv();
     let t = Target {
         api: &api,
         namespace: &ns,
         pod: &name,
         container: &injected.container,
         capture: &capture,
-        max_secs: opts.max_duration.as_secs().max(1),
+        max_secs: opts.max_secs(),
         via: opts.via,
         stdout_buf: buffer,
     };

@@ -58,19 +58,8 @@ pub fn capabilities(profile: Profile, promiscuous: bool) -> Vec<&'static str> {
 
 /// The ephemeral container, as JSON for a strategic merge patch.
 pub fn container_spec(opts: &PodOptions, name: &str, target: &str, caps: &[&str]) -> Value {
-    let capture = script::tcpdump_argv(
-        &opts.interface,
-        opts.snaplen,
-        opts.promiscuous,
-        &opts.filter,
-    );
-    let argv = script::argv(
-        opts.max_duration.as_secs().max(1),
-        script::IDLE_SECS,
-        name,
-        "wait",
-        &capture,
-    );
+    let capture = opts.capture_argv();
+    let argv = script::argv(opts.max_secs(), script::IDLE_SECS, name, "wait", &capture);
     let mut c = json!({
         "name": name,
         "image": opts.image,

@@ -104,6 +104,23 @@ pub struct PodOptions {
     pub budget: usize,
 }
 
+impl PodOptions {
+    /// The tcpdump command every pod runs, from the capture options.
+    pub fn capture_argv(&self) -> Vec<String> {
+        script::tcpdump_argv(
+            &self.interface,
+            self.snaplen,
+            self.promiscuous,
+            &self.filter,
+        )
+    }
+
+    /// `--max-duration` in whole seconds, at least one (the remote scripts count seconds).
+    pub fn max_secs(&self) -> u64 {
+        self.max_duration.as_secs().max(1)
+    }
+}
+
 impl Default for PodOptions {
     fn default() -> Self {
         Self {

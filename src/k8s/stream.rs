@@ -8,13 +8,12 @@ use super::errors;
 use super::script;
 use super::Via;
 use crate::engine::GRACE;
-use crate::live::{drain_stderr, StderrLog};
+use crate::live::drain_stderr;
 use crate::source::{reserve_for_read, SourceTx, StreamDecoder};
 use crate::stop::StopLevel;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
 use tokio::sync::watch;
@@ -196,20 +195,14 @@ pub async fn stream(
     let mut exit: Option<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>> = None;
     let mut link_lost = false;
     let mut gone_open = true;
-    let (err_state, err_task) = match proc.stderr() {
-        Some(e) => {
-            let (log, task) = drain_stderr(e, t.pod.to_string(), |l| !chatter(l));
-            (log, Some(task))
-        }
-        None => (Arc::new(Mutex::new(StderrLog::default())), None),
-    };
+    let stderr = drain_stderr(proc.stderr(), t.pod.to_string(), |l| !chatter(l));
     tx.state("capturing");
     let mut dec = StreamDecoder::default();
     let mut ended: Option<Ended> = None;
     let mut failure: Option<String> = None;
     let mut asked_to_stop = false;
     let mut received: u64 = 0;
-    let deadline = tokio::time::sleep(Duration::from_secs(100 * 365 * 24 * 3600));
+    let deadline = tokio::time::sleep(crate::live::FAR);
     tokio::pin!(deadline);
     let mut level = *stop.borrow();
     loop {
@@ -332,16 +325,12 @@ pub async fn stream(
         code = None;
     }
     drop(proc);
-    if let Some(task) = err_task {
-        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
-    }
-    let (tail, drops) = StderrLog::take(&err_state);
-    if let Some(n) = drops {
+    let log = stderr.finish(Duration::from_millis(500)).await;
+    if let Some(n) = log.drops {
         tx.dropped(n);
     }
     // nothing lost silently: tcpdump's own count against what reached us
-    let captured = err_state.lock().ok().and_then(|s| s.captured);
-    if let Some(c) = captured.filter(|c| *c > received) {
+    if let Some(c) = log.captured.filter(|c| *c > received) {
         if level != StopLevel::Now {
             tx.note(format!(
                 "tcpdump reports {c} packets captured but {received} reached podcap-merge \
@@ -349,10 +338,10 @@ pub async fn stream(
             ));
         }
     }
-    let said = if tail.is_empty() {
+    let said = if log.tail.is_empty() {
         String::new()
     } else {
-        format!(": {}", tail.join(" | "))
+        format!(": {}", log.said())
     };
     if let Some(f) = failure {
         let code = match code {
@@ -368,7 +357,7 @@ pub async fn stream(
         (None, Some(Exit::Code(c))) => Err(format!("tcpdump exited with code {c}{said}")),
         (None, Some(Exit::Failed(m))) => Err(format!("the capture failed: {m}{said}")),
         // attach: the container ended by itself; what it said tells whether that was fine
-        (None, None) if via == Via::Attach && !tail.is_empty() => {
+        (None, None) if via == Via::Attach && !log.tail.is_empty() => {
             Err(format!("the capture ended{said}"))
         }
         (None, None) if via == Via::Attach => Ok((Ended::Finished, via)),
