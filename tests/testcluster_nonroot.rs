@@ -3,28 +3,17 @@
 //! is started as user nobody (65534) with `setpriv`. Missing tools (setpriv, tshark, capinfos,
 //! kubectl) fail the tests, never skip them.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::cluster::spawn_ready;
+use common::tool;
 use podcap_merge::testcluster::synth;
 
 const NOBODY: u32 = 65534;
-
-fn need(tool: &str, arg: &str) {
-    let ok = Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        ok,
-        "{tool} is needed for this test (install it; the test does not skip)"
-    );
-}
 
 /// Runs `cmd`, killing it after `secs`.
 fn output_within(cmd: &mut Command, secs: u64) -> Output {
@@ -74,7 +63,7 @@ struct NobodyCluster {
 
 impl NobodyCluster {
     fn start(pods: usize) -> NobodyCluster {
-        need("setpriv", "--version");
+        tool("setpriv");
         let dir = tempfile::tempdir().expect("tempdir");
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -82,42 +71,27 @@ impl NobodyCluster {
                 .expect("chmod tempdir");
         }
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={NOBODY}"),
-                &format!("--regid={NOBODY}"),
-                "--clear-groups",
-            ])
-            .arg(env!("CARGO_BIN_EXE_podcap-testcluster"))
-            .arg("--pods")
-            .arg(pods.to_string())
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            // The kubelet's shim directory goes here (checked to be gone at the end); it also
-            // marks every process of this cluster (inherited environment).
-            .env("TMPDIR", dir.path())
-            .env_remove("PODCAP_TESTCLUSTER_NO_NETNS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn setpriv podcap-testcluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut c = NobodyCluster { child, dir };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line == "ready" => {}
-            other => {
-                let _ = c.child.kill();
-                panic!("expected `ready` from the cluster run as nobody, got {other:?}");
-            }
-        }
+        let child = spawn_ready(
+            Command::new("setpriv")
+                .args([
+                    &format!("--reuid={NOBODY}"),
+                    &format!("--regid={NOBODY}"),
+                    "--clear-groups",
+                ])
+                .arg(env!("CARGO_BIN_EXE_podcap-testcluster"))
+                .arg("--pods")
+                .arg(pods.to_string())
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                // The kubelet's shim directory goes here (checked to be gone at the end); it
+                // also marks every process of this cluster (inherited environment).
+                .env("TMPDIR", dir.path())
+                .env_remove("PODCAP_TESTCLUSTER_NO_NETNS")
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit()),
+            "the test cluster run as nobody (setpriv)",
+        );
+        let c = NobodyCluster { child, dir };
         // setpriv execs the server: same PID, now unprivileged.
         let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id()))
             .expect("/proc/PID/status");
@@ -257,9 +231,9 @@ fn assert_expert_clean(file: &Path) {
 
 #[test]
 fn podcap_merge_captures_synthetic_http_from_unprivileged_pods() {
-    need("tshark", "--version");
-    need("capinfos", "--help");
-    need("kubectl", "version");
+    tool("tshark");
+    tool("capinfos");
+    tool("kubectl");
     let cluster = NobodyCluster::start(2);
     let out_dir = tempfile::tempdir().expect("tempdir");
     let pcapng = out_dir.path().join("out.pcapng");
@@ -350,7 +324,7 @@ fn podcap_merge_captures_synthetic_http_from_unprivileged_pods() {
 
 #[test]
 fn exec_tcpdump_in_an_unprivileged_pod_is_the_synthetic_one() {
-    need("kubectl", "version");
+    tool("kubectl");
     let cluster = NobodyCluster::start(2);
     let pods = cluster.kubectl(&["get", "pods", "-n", "shop", "-l", "app=mando", "-o", "name"]);
     assert!(
@@ -410,7 +384,7 @@ fn synthetic(args: &[&str]) -> Output {
 
 #[test]
 fn generator_encodes_well_formed_packets() {
-    need("tshark", "--version");
+    tool("tshark");
     // Checksums: the IP header (and the TCP segment with its pseudo header) sum to zero.
     let own = std::net::Ipv4Addr::new(10, 244, 0, 7);
     let mut t = synth::Traffic::new(own, vec![std::net::Ipv4Addr::new(10, 244, 0, 8)], 7);

@@ -17,32 +17,17 @@ impl Server {
     pub fn start(pods: usize, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
-            .arg("--pods")
-            .arg(pods.to_string())
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn podcap-testcluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = Server { child, dir };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line == "ready" => {}
-            other => {
-                let _ = server.child.kill();
-                panic!("expected `ready` on stdout, got {other:?}");
-            }
-        }
+        let child = spawn_ready(
+            Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
+                .arg("--pods")
+                .arg(pods.to_string())
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(extra)
+                .stderr(Stdio::inherit()),
+            "podcap-testcluster",
+        );
+        let server = Server { child, dir };
         assert!(kubeconfig.exists(), "kubeconfig written before `ready`");
         server
     }
@@ -90,6 +75,31 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Spawns a test cluster (its stdout piped) and waits for its `ready` line; kills it and fails
+/// the test, naming `what`, if that line does not come within 30 s.
+pub fn spawn_ready(cmd: &mut Command, what: &str) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) if line == "ready" => child,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("expected `ready` on stdout of {what}, got {other:?}");
+        }
     }
 }
 
