@@ -33,7 +33,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import measure  # noqa: E402  (run_once, cpu_jiffies, OUR_CPU, PIPE_SIZE)
+import measure  # noqa: E402  (run_once, cpu_jiffies, verdict, OUR_CPU, PIPE_SIZE)
 
 GOAL_LIVE_VS_OFFLINE = 1.5  # live/offline wall time at most this (throughput run)
 GOAL_MEM_RSS_MIB = 64.0  # peak RSS of the live path with many sources below this (memory run)
@@ -55,10 +55,6 @@ def live_cmd(podcap, files):
     for i, f in enumerate(files):
         cmd += ["--cmd", f"s{i}=cat {shlex.quote(f)}"]
     return cmd + shlex.split(os.environ.get("BENCH_LIVE_ARGS", ""))
-
-
-def verdict(ok):
-    return "PASS" if ok else "MISS"
 
 
 def main():
@@ -137,11 +133,11 @@ def main():
                         vs_mc = f"{med[k] / med[(r, 'mergecap', mo)]:.3f}"
                     if r == "throughput":
                         ok &= q <= GOAL_LIVE_VS_OFFLINE
-                        goal = f"/offline <= {GOAL_LIVE_VS_OFFLINE}: {verdict(q <= GOAL_LIVE_VS_OFFLINE)}"
+                        goal = f"/offline <= {GOAL_LIVE_VS_OFFLINE}: {measure.verdict(q <= GOAL_LIVE_VS_OFFLINE)}"
                     else:
                         good = rss[k] < GOAL_MEM_RSS_MIB
                         ok &= good
-                        goal = f"RSS < {GOAL_MEM_RSS_MIB:.0f} MiB: {verdict(good)}"
+                        goal = f"RSS < {GOAL_MEM_RSS_MIB:.0f} MiB: {measure.verdict(good)}"
                 print(
                     f"{label(m) if first else '':<14} {mo:<8} {n:<9} {med[k]:>9.3f} {min(walls):>7.3f} "
                     f"{max(walls):>7.3f} {cpu:>6.2f} {m['total_packets'] / med[k] / 1e6:>7.2f} "
@@ -165,14 +161,14 @@ def main():
         print(
             f"  {label(tp)} {mo:<8} {med[k]:.3f} s, {tp['total_packets'] / med[k] / 1e6:.2f} Mpkt/s, "
             f"{tp['total_size'] / 1e6 / med[k]:.0f} MB/s, peak RSS {rss[k]:.1f} MiB; "
-            f"live/offline {q:.3f} (goal <= {GOAL_LIVE_VS_OFFLINE}: {verdict(q <= GOAL_LIVE_VS_OFFLINE)}), "
+            f"live/offline {q:.3f} (goal <= {GOAL_LIVE_VS_OFFLINE}: {measure.verdict(q <= GOAL_LIVE_VS_OFFLINE)}), "
             f"live/mergecap {qm:.3f}"
         )
     mem_rss = max(rss[("memory", "live", mo)] for mo in MODES)
     times = ", ".join(f"{mo} {med[('memory', 'live', mo)]:.3f} s" for mo in MODES)
     print(
         f"  {label(mem)} peak RSS {mem_rss:.1f} MiB over all runs (goal < {GOAL_MEM_RSS_MIB:.0f} MiB: "
-        f"{verdict(mem_rss < GOAL_MEM_RSS_MIB)}); median time {times}"
+        f"{measure.verdict(mem_rss < GOAL_MEM_RSS_MIB)}); median time {times}"
     )
     if os.environ.get("BENCH_STRICT") == "1" and not ok:
         return 3

@@ -62,7 +62,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import measure  # noqa: E402  (cpu_jiffies)
+import measure  # noqa: E402  (cpu_jiffies, verdict)
 
 GOAL_PER_POD_VS_KUBECTL = 1.0  # podcap-8 per-pod stream MB/s / kubectl attach's, at least
 GOAL_MEM_RSS_MIB = 100.0  # peak RSS of podcap-merge with BENCH_MEM_PODS pods, below
@@ -75,26 +75,11 @@ RUN_TIMEOUT = 300.0
 NS = "shop"
 
 
-def verdict(ok):
-    return "PASS" if ok else "MISS"
-
-
 def proc_cpu(pid):
     """utime + stime + cutime + cstime of `pid`, seconds."""
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in rest[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def io_wchar(pid):
-    try:
-        with open(f"/proc/{pid}/io") as f:
-            for line in f:
-                if line.startswith("wchar:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def vm_hwm_kib(pid):
@@ -475,7 +460,7 @@ def main():
     print("\ngoals (podcap-merge on the test cluster):")
     print(f"  {npods} pods: {med[big]['stream']:.0f} MB/s aggregate, {per_pod:.0f} MB/s per pod; kubectl attach of one "
           f"pod {kub:.0f} MB/s (exec {med['exec-1']['stream']:.0f} MB/s); per pod / kubectl attach = {q:.3f} "
-          f"(goal >= {GOAL_PER_POD_VS_KUBECTL:.1f}: {verdict(ok_tp)}); aggregate / kubectl attach = "
+          f"(goal >= {GOAL_PER_POD_VS_KUBECTL:.1f}: {measure.verdict(ok_tp)}); aggregate / kubectl attach = "
           f"{med[big]['stream'] / kub:.2f}; peak RSS {rss[big]:.1f} MiB")
     print(f"  1 pod: podcap-merge {med['podcap-1']['stream']:.0f} MB/s = {med['podcap-1']['stream'] / kub:.2f} x kubectl attach, "
           f"{med['podcap-1']['stream'] / med['exec-1']['stream']:.2f} x kubectl exec")
@@ -484,7 +469,7 @@ def main():
     print(f"  1 pod, podcap-merge through exec {med['podcap-1']['stream']:.0f} MB/s ({ge:.2f} client cpu s/GB) vs "
           f"through attach {med['podcap-1a']['stream']:.0f} MB/s ({ga:.2f}): exec/attach = "
           f"{med['podcap-1']['stream'] / med['podcap-1a']['stream']:.2f}")
-    print(f"  {mem_pods} pods: peak RSS {mrss:.1f} MiB (goal < {GOAL_MEM_RSS_MIB:.0f} MiB: {verdict(ok_mem)})")
+    print(f"  {mem_pods} pods: peak RSS {mrss:.1f} MiB (goal < {GOAL_MEM_RSS_MIB:.0f} MiB: {measure.verdict(ok_mem)})")
     if os.environ.get("BENCH_STRICT") == "1" and not (ok_tp and ok_mem):
         return 3
     return 0
