@@ -40,11 +40,11 @@ fn main() {
         if std::env::var_os("PODCAP_BIN").is_none() {
             cmd.env("PODCAP_BIN", env!("CARGO_BIN_EXE_podcap-merge"));
         }
-        if std::env::var_os("PODCAP_TESTCLUSTER_BIN").is_none() {
-            cmd.env(
-                "PODCAP_TESTCLUSTER_BIN",
-                env!("CARGO_BIN_EXE_podcap-testcluster"),
-            );
+        // podcap-testcluster lives in its own workspace crate: cargo builds it beside ours
+        // (`cargo bench --workspace`, or `cargo build --release -p podcap-testcluster`).
+        let tc = Path::new(env!("CARGO_BIN_EXE_podcap-merge")).with_file_name("podcap-testcluster");
+        if std::env::var_os("PODCAP_TESTCLUSTER_BIN").is_none() && tc.exists() {
+            cmd.env("PODCAP_TESTCLUSTER_BIN", &tc);
         }
         let c = match cmd.status() {
             Ok(status) => status.code().unwrap_or(1),

@@ -72,7 +72,7 @@ if [[ -n "${PODCAP_BIN:-}" && -n "${PODCAP_TESTCLUSTER_BIN:-}" ]]; then
     tc_bin="$PODCAP_TESTCLUSTER_BIN"
 else
     echo "== cargo build --release" >&2
-    cargo build --release --quiet --bin podcap-merge --bin podcap-testcluster
+    cargo build --release --quiet --workspace --bins
     bin="${PODCAP_BIN:-$root/target/release/podcap-merge}"
     tc_bin="${PODCAP_TESTCLUSTER_BIN:-$root/target/release/podcap-testcluster}"
 fi

@@ -7,8 +7,8 @@
 use crate::merge::{Merger, Next};
 use crate::output::{now_ns, Output};
 use crate::progress::{summary, Progress, SourceStatus};
-use crate::sink::{stdout_file, stdout_reader_gone, FileOut, Ring, Target};
-use crate::source::{Msg, SourceEvent};
+use crate::sink::{stdout_reader_gone, FileOut, Sink, Target};
+use crate::source::{EndReason, Msg, SourceEvent, SourceState};
 use crate::stop::{Stop, StopLevel};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -99,59 +99,6 @@ struct Src {
     charges: VecDeque<(usize, u32)>,
 }
 
-struct Sink {
-    ring: Option<Ring>,
-    is_stdout: bool,
-}
-
-fn open(target: &Target) -> io::Result<(FileOut, Sink)> {
-    match target {
-        Target::Stdout => Ok((
-            FileOut::Plain(stdout_file()?),
-            Sink {
-                ring: None,
-                is_stdout: true,
-            },
-        )),
-        Target::File { path, gzip } => {
-            let f = std::fs::File::create(path).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
-            })?;
-            let out = if *gzip {
-                FileOut::Gzip(flate2::write::GzEncoder::new(
-                    f,
-                    flate2::Compression::fast(),
-                ))
-            } else {
-                FileOut::Plain(f)
-            };
-            Ok((
-                out,
-                Sink {
-                    ring: None,
-                    is_stdout: false,
-                },
-            ))
-        }
-        Target::Ring {
-            path,
-            gzip,
-            options,
-        } => {
-            let mut ring = Ring::new(path, *gzip, options.clone());
-            let (out, first) = ring.open_next()?;
-            ring.commit(first);
-            Ok((
-                out,
-                Sink {
-                    ring: Some(ring),
-                    is_stdout: false,
-                },
-            ))
-        }
-    }
-}
-
 struct Engine {
     cfg: EngineConfig,
     stop: Arc<Stop>,
@@ -184,7 +131,7 @@ impl Engine {
             self.status.push(SourceStatus {
                 name: label.name,
                 origin: label.origin,
-                state: "starting".into(),
+                state: SourceState::Starting,
                 ..SourceStatus::default()
             });
             return;
@@ -199,8 +146,8 @@ impl Engine {
             SourceEvent::Started { .. } => {}
             SourceEvent::Records { records, charge } => {
                 self.srcs[idx].charges.push_back((records.len(), charge));
-                if self.status[idx].state != "stopping" {
-                    self.status[idx].state = "capturing".into();
+                if self.status[idx].state != SourceState::Stopping {
+                    self.status[idx].state = SourceState::Capturing;
                 }
                 for rec in records {
                     self.merger.push_at(idx, rec, now);
@@ -233,9 +180,9 @@ impl Engine {
             SourceEvent::End => {
                 self.merger.close(idx);
                 if self.status[idx].error.is_some() {
-                    self.status[idx].state = "failed".into();
-                } else if !self.status[idx].state.starts_with("ended") {
-                    self.status[idx].state = "ended".into();
+                    self.status[idx].state = SourceState::Failed;
+                } else if !matches!(self.status[idx].state, SourceState::Ended(_)) {
+                    self.status[idx].state = SourceState::Ended(EndReason::Input);
                 }
             }
         }
@@ -253,8 +200,8 @@ impl Engine {
         }
     }
 
-    fn write(&mut self, idx: usize, rec: crate::format::Record) -> io::Result<()> {
-        let is_packet = matches!(rec, crate::format::Record::Packet(_));
+    fn write(&mut self, idx: usize, rec: podcap_format::Record) -> io::Result<()> {
+        let is_packet = matches!(rec, podcap_format::Record::Packet(_));
         if is_packet && self.cfg.count.is_some_and(|c| self.written >= c) {
             // -c N: exactly N packets; what sources still send after that is not written
             self.written_one(idx);
@@ -431,7 +378,7 @@ impl Engine {
 /// Runs the engine until every source has ended or a stop condition is met. Returns the
 /// report; an output that cannot be opened is an error, a failing output is in the report.
 pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<Report> {
-    let (out, sink) = open(&cfg.target)?;
+    let (out, sink) = Sink::open(&cfg.target)?;
     let output = Output::new(out)?;
     let mut engine = Engine {
         progress: Progress::new(cfg.progress),

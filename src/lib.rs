@@ -4,22 +4,23 @@
 //!
 //! Data flows one way, one module per stage:
 //! [`source`] (bytes → records, with a byte budget) → [`engine`] ([`merge`] by timestamp,
-//! [`output`] interface mapping and pcapng encoding via [`format::encode`], [`sink`]: stdout,
+//! [`output`] interface mapping and pcapng encoding via [`podcap_format::encode`], [`sink`]: stdout,
 //! file or ring). [`offline`] feeds files (`podcap-merge merge`), [`live`] feeds commands and
 //! stdin; both run the same engine.
 
 pub mod engine;
-pub mod format;
+pub mod error;
+pub mod flags;
 pub mod k8s;
 pub mod live;
 pub mod merge;
 pub mod offline;
 pub mod output;
 pub mod progress;
+pub mod session;
 pub mod sink;
 pub mod source;
 pub mod stop;
-pub mod testcluster;
 
 /// Logging for the binaries: `tracing` to stderr, filtered by `RUST_LOG` (default: our own
 /// warnings; the Kubernetes client's and HTTP stack's messages only with RUST_LOG, since every

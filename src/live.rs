@@ -7,16 +7,17 @@
 //! own process does not outlive us even if we are killed). Its stderr is drained, kept for error messages and parsed
 //! for tcpdump's drop counts.
 
-use crate::engine::{self, EngineConfig, Report, GRACE};
+use crate::engine::{EngineConfig, Report, GRACE};
 use crate::output::SourceLabel;
-use crate::source::{pump, Events, SourceTx, StreamDecoder, DEFAULT_BUDGET};
-use crate::stop::{Stop, StopLevel};
+use crate::session::Session;
+use crate::source::{pump, Flow, Pump, SourceError, SourceTx, DEFAULT_BUDGET};
+use crate::stop::StopLevel;
 use std::collections::VecDeque;
 use std::io;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
 /// How much a command source reads at a time.
@@ -29,23 +30,6 @@ const STDERR_KEEP: usize = 12;
 pub struct CommandSpec {
     pub name: String,
     pub command: String,
-}
-
-impl std::str::FromStr for CommandSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once('=') {
-            Some((name, command)) if !name.is_empty() && !command.trim().is_empty() => {
-                Ok(CommandSpec {
-                    name: name.to_string(),
-                    command: command.to_string(),
-                })
-            }
-            _ => Err(format!(
-                "expected NAME=COMMAND, e.g. web='ip netns exec web tcpdump -U -i any -w -'; got {s:?}"
-            )),
-        }
-    }
 }
 
 /// tcpdump's end-of-capture counts on stderr: "N packets dropped by kernel" (and "by interface").
@@ -159,6 +143,40 @@ fn signal_group(pgid: Option<u32>, sig: i32) {
     }
 }
 
+/// Why a command source failed, with what the command said on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` produced no capture data{}", said(.stderr))]
+    NoData { command: String, stderr: String },
+    #[error("reading its output failed: {source}{}", said(.stderr))]
+    Read { source: io::Error, stderr: String },
+    #[error("{source}{}", said(.stderr))]
+    Stream { source: SourceError, stderr: String },
+    #[error("`{command}` {status}{}", said(.stderr))]
+    Exited {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+fn said(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr said: {stderr}")
+    }
+}
+
+/// How a command's stream ended badly, before its stderr is known.
+enum Failure {
+    NoData,
+    Read(io::Error),
+    Stream(SourceError),
+}
+
 /// Runs one command source to its end.
 pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Receiver<StopLevel>) {
     let mut cmd = tokio::process::Command::new("sh");
@@ -179,7 +197,10 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            tx.failed(format!("cannot start `{}`: {e}", spec.command));
+            tx.failed(CommandError::Spawn {
+                command: spec.command.clone(),
+                source: e,
+            });
             tx.end();
             return;
         }
@@ -187,68 +208,58 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     let pgid = child.id();
     let stderr = drain_stderr(child.stderr.take(), spec.name.clone(), |_| true);
     let Some(mut stdout) = child.stdout.take() else {
-        tx.failed("no stdout");
+        tx.failed(CommandError::Read {
+            source: io::Error::other("no stdout"),
+            stderr: String::new(),
+        });
         tx.end();
         return;
     };
 
-    let mut dec = StreamDecoder::default();
+    let mut pump = Pump::new(CMD_READ);
     let mut st = Stopping {
         pgid,
         ..Stopping::default()
     };
-    let mut failure: Option<String> = None;
-    let mut eof_failure: Option<String> = None;
+    let mut failure: Option<Failure> = None;
+    let mut eof_failure: Option<Failure> = None;
     let kill_timer = tokio::time::sleep(FAR);
     tokio::pin!(kill_timer);
     let level = *stop.borrow();
     st.on_level(level, kill_timer.as_mut());
-    'read: loop {
-        crate::source::reserve_for_read(&mut dec.buf, CMD_READ);
+    loop {
         tokio::select! {
-            r = stdout.read_buf(&mut dec.buf) => match r {
+            r = pump.read(&mut stdout) => match r {
                 Ok(0) => {
-                    eof_failure = if dec.decoder.offset() == 0 && dec.buf.is_empty() {
-                        Some(format!("`{}` produced no capture data", spec.command))
-                    } else {
-                        dec.finish()
+                    eof_failure = match pump.finish() {
+                        Ok(()) => None,
+                        Err(SourceError::NoData) => Some(Failure::NoData),
+                        Err(e) => Some(Failure::Stream(e)),
                     };
                     break;
                 }
                 Ok(_) => {
-                    let (batch, err) = dec.batch();
-                    if !batch.is_empty() {
-                        // waiting for budget (a slow output) must not hide a stop request
-                        let send = tx.records(batch);
-                        tokio::pin!(send);
-                        loop {
-                            tokio::select! {
-                                ok = &mut send => {
-                                    if !ok {
-                                        st.forced = true;
-                                    }
-                                    break;
-                                }
-                                changed = stop.changed() => {
-                                    st.on_level(level_after(changed, &stop), kill_timer.as_mut());
-                                    if st.forced {
-                                        break;
-                                    }
-                                }
-                                _ = &mut kill_timer => st.kill(kill_timer.as_mut()),
-                            }
+                    // waiting for budget (a slow output) must not hide a stop request
+                    let delivered = pump
+                        .deliver(&tx, &mut stop, |level| {
+                            st.on_level(level, kill_timer.as_mut());
+                            st.forced
+                        })
+                        .await;
+                    match delivered {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Abandon) => {
+                            st.forced = true;
+                            break;
                         }
-                        if st.forced {
-                            break 'read;
+                        Err(e) => {
+                            failure = Some(Failure::Stream(e));
+                            break;
                         }
-                    }
-                    if let Some(e) = err {
-                        failure = Some(e);
-                        break;
                     }
                 }
                 Err(e) => {
-                    failure = Some(format!("reading its output failed: {e}"));
+                    failure = Some(Failure::Read(e));
                     break;
                 }
             },
@@ -263,13 +274,11 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         }
     }
     let stopping = st.signalled || st.forced;
-    if let Some(f) = eof_failure {
-        if stopping {
-            // we stopped it: a stream cut mid-block (ssh, kubectl) is expected, not a failure
-            tracing::info!(source = %spec.name, "after the stop: {f}");
-        } else {
-            failure = Some(f);
-        }
+    if eof_failure.is_some() && stopping {
+        // we stopped it: a stream cut mid-block (ssh, kubectl) is expected, not a failure
+        tracing::info!(source = %spec.name, "cut after the stop");
+    } else if eof_failure.is_some() {
+        failure = eof_failure;
     }
     // The stream is over (or we stop reading): make sure the process goes too. One that was
     // already asked to stop is left to finish (a second SIGINT can cut tcpdump's final counts).
@@ -293,17 +302,21 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
     if let Some(n) = log.drops {
         tx.dropped(n);
     }
-    let said = if log.tail.is_empty() {
-        String::new()
-    } else {
-        format!("; its stderr said: {}", log.said())
-    };
+    let stderr = log.said();
     let exited_badly = status.is_some_and(|s| !s.success()) && !stopping;
-    if let Some(f) = failure {
-        tx.failed(format!("{f}{said}"));
-    } else if exited_badly {
-        let status = status.map_or("?".to_string(), |s| s.to_string());
-        tx.failed(format!("`{}` {status}{said}", spec.command));
+    match failure {
+        Some(Failure::NoData) => tx.failed(CommandError::NoData {
+            command: spec.command,
+            stderr,
+        }),
+        Some(Failure::Read(source)) => tx.failed(CommandError::Read { source, stderr }),
+        Some(Failure::Stream(source)) => tx.failed(CommandError::Stream { source, stderr }),
+        None if exited_badly => tx.failed(CommandError::Exited {
+            command: spec.command,
+            status: status.map_or("?".to_string(), |s| s.to_string()),
+            stderr,
+        }),
+        None => {}
     }
     tx.end();
 }
@@ -377,19 +390,8 @@ impl Default for LiveOptions {
 
 /// Captures from the local sources until they end, a stop condition is met, or SIGINT/SIGTERM
 /// (a second one forces the stop).
-pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let stop = Arc::new(Stop::new());
-    if cfg.window.is_none() {
-        cfg.window = Some(Duration::from_millis(300));
-    }
-    rt.block_on(async move {
-        let signals = tokio::spawn(handle_signals(stop.clone()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let events = Events::new(tx);
+pub fn run_live(opts: LiveOptions, cfg: EngineConfig) -> io::Result<Report> {
+    Session::new()?.capture(cfg, move |events, stop| async move {
         let mut tasks = Vec::new();
         for spec in opts.commands {
             let src = events.register(
@@ -412,55 +414,11 @@ pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> 
             std::thread::spawn(move || pump(io::stdin(), src));
         }
         drop(events);
-        let engine_stop = stop.clone();
-        let report = tokio::task::spawn_blocking(move || engine::run(cfg, rx, engine_stop))
-            .await
-            .map_err(io::Error::other)?;
-        stop.request(StopLevel::Now);
         for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+            let _ = t.await;
         }
-        signals.abort();
-        report
+        None
     })
-}
-
-/// SIGINT/SIGTERM: the first stops gracefully, the second at once (and if the output still
-/// cannot be finished within 3 s — a reader that stopped reading — exits anyway), a third
-/// exits immediately.
-pub async fn handle_signals(stop: Arc<Stop>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    let mut count = 0;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        count += 1;
-        match count {
-            1 => {
-                eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
-                stop.request(StopLevel::Graceful);
-            }
-            2 => {
-                stop.request(StopLevel::Now);
-                tokio::spawn(async {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    eprintln!(
-                        "podcap-merge: the output is not being read; exiting without finishing it"
-                    );
-                    std::process::exit(1);
-                });
-            }
-            _ => std::process::exit(130),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -473,10 +431,5 @@ mod tests {
         assert_eq!(parse_drops("3 packets dropped by interface"), Some(3));
         assert_eq!(parse_drops("1 packet dropped by kernel"), Some(1));
         assert_eq!(parse_drops("5 packets captured"), None);
-        let s: CommandSpec = "web=tcpdump -w - -i any".parse().unwrap();
-        assert_eq!(s.name, "web");
-        assert_eq!(s.command, "tcpdump -w - -i any");
-        assert!("=x".parse::<CommandSpec>().is_err());
-        assert!("web".parse::<CommandSpec>().is_err());
     }
 }

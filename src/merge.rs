@@ -24,9 +24,13 @@
 //! nothing is released while its head is younger than [`DISORDER_HOLD`] (unless many of its
 //! packets are queued, or the window is shorter), so its stragglers still find their place.
 
-use crate::format::Record;
+use podcap_format::Record;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+/// The live rule's reorder window when none is given (`--reorder-window`): how long a quiet
+/// source is waited for before later packets of the others are written (docs/design.md §8).
+pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
 
 #[derive(Debug, Default)]
 struct SourceQueue {
@@ -327,8 +331,8 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Packet;
     use bytes::Bytes;
+    use podcap_format::Packet;
 
     fn pkt(ts: u64) -> Record {
         Record::Packet(Packet {

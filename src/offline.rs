@@ -1,15 +1,13 @@
 //! Offline merge of capture files (`podcap-merge merge FILE…`): one reader thread per input
 //! decodes ahead within its byte budget; the engine merges by the exact rule.
 
-use crate::engine::{self, EngineConfig, Report};
+use crate::engine::{EngineConfig, Report};
 use crate::output::SourceLabel;
-use crate::source::{pump, Events, READ_CHUNK};
-use crate::stop::Stop;
+use crate::session::Session;
+use crate::source::{pump, SourceError, READ_CHUNK};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::channel;
-use std::sync::Arc;
 use std::thread;
 
 /// One input of an offline merge.
@@ -58,35 +56,34 @@ const FILE_BUDGET: usize = 3 * READ_CHUNK;
 
 /// Merges `inputs` by the exact rule into `cfg.target`. Bad inputs are reported, never fatal:
 /// what they delivered before the fault is kept and the others are merged to their end.
-/// `stop` ends the merge early (e.g. from a signal handler): what was merged is finished.
-pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig, stop: Arc<Stop>) -> io::Result<Report> {
-    let (tx, rx) = channel();
-    let events = Events::new(tx);
-    for input in inputs {
-        let src = events.register(
-            SourceLabel {
-                name: input.name.clone(),
-                origin: input.display(),
-            },
-            FILE_BUDGET,
-        );
-        let input = input.clone();
-        thread::spawn(move || {
-            if input.is_stdin() {
-                pump(io::stdin(), src);
-            } else {
-                match File::open(&input.path) {
-                    Ok(f) => pump(f, src),
-                    Err(e) => {
-                        src.failed(format!("cannot open: {e}"));
-                        src.end();
-                    }
-                }
-            }
-        });
-    }
-    drop(events);
+/// Ctrl-C ends the merge early: what was merged is finished (ISBs, gzip trailer).
+pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig) -> io::Result<Report> {
     cfg.window = None;
     cfg.expected_sources = inputs.len();
-    engine::run(cfg, rx, stop)
+    let inputs = inputs.to_vec();
+    Session::new()?.capture(cfg, move |events, _stop| async move {
+        for input in inputs {
+            let src = events.register(
+                SourceLabel {
+                    name: input.name.clone(),
+                    origin: input.display(),
+                },
+                FILE_BUDGET,
+            );
+            thread::spawn(move || {
+                if input.is_stdin() {
+                    pump(io::stdin(), src);
+                } else {
+                    match File::open(&input.path) {
+                        Ok(f) => pump(f, src),
+                        Err(e) => {
+                            src.failed(SourceError::Open(e));
+                            src.end();
+                        }
+                    }
+                }
+            });
+        }
+        None
+    })
 }

@@ -1,8 +1,8 @@
 //! The output stage: maps every (source, source interface) to its own output interface, names
 //! it, and writes merged records as pcapng. Ends with one ISB per output interface.
 
-use crate::format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
-use crate::format::{Interface, NameRecord, Record};
+use podcap_format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
+use podcap_format::{Interface, NameRecord, Record};
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};

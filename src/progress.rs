@@ -1,6 +1,8 @@
 //! Progress on stderr: one row per source (state, packets, bytes, rate, drops, late), drawn
 //! with indicatif only when stderr is a terminal; and the one-screen summary at the end.
 
+use crate::error::SourceFailure;
+use crate::source::SourceState;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -10,13 +12,13 @@ use std::time::Instant;
 pub struct SourceStatus {
     pub name: String,
     pub origin: String,
-    pub state: String,
+    pub state: SourceState,
     pub packets: u64,
     pub bytes: u64,
     pub dropped: Option<u64>,
     pub late: u64,
     pub out_of_order: u64,
-    pub error: Option<String>,
+    pub error: Option<SourceFailure>,
 }
 
 pub struct Progress {
@@ -130,10 +132,12 @@ pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
             },
             s.dropped
                 .map_or(String::new(), |d| format!(", {d} dropped by capture")),
-            match (&s.error, s.state.strip_prefix("ended: ")) {
+            match (&s.error, &s.state) {
                 (Some(e), _) => format!(", ERROR: {e}"),
                 // why a source ended, when it is worth saying (a pod deleted…)
-                (None, Some(why)) if why != "stopped" => format!(", ended: {why}"),
+                (None, SourceState::Ended(why)) => why
+                    .worth_saying()
+                    .map_or(String::new(), |w| format!(", ended: {w}")),
                 _ => String::new(),
             }
         ));

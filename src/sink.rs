@@ -105,31 +105,6 @@ pub struct RingOptions {
 }
 
 impl RingOptions {
-    /// Parses one `-b KEY:VALUE` and adds it.
-    pub fn add(&mut self, spec: &str) -> Result<(), String> {
-        let (key, value) = spec.split_once(':').ok_or_else(|| {
-            format!("-b {spec}: expected KEY:VALUE, e.g. -b filesize:100000 or -b files:10")
-        })?;
-        let n: u64 = value
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("-b {spec}: {value:?} is not a positive whole number"))?;
-        match key {
-            "filesize" => self.filesize_kb = Some(n),
-            "duration" => self.duration = Some(Duration::from_secs(n)),
-            "interval" => self.interval = Some(n),
-            "packets" => self.packets = Some(n),
-            "files" => self.files = Some(n as usize),
-            _ => {
-                return Err(format!(
-                "-b {spec}: unknown key {key:?}; use filesize, duration, interval, packets or files"
-            ))
-            }
-        }
-        Ok(())
-    }
-
     /// Does any condition switch files? (`files:N` alone does not.)
     pub fn rotates(&self) -> bool {
         self.filesize_kb.is_some()
@@ -152,6 +127,55 @@ pub enum Target {
         gzip: bool,
         options: RingOptions,
     },
+}
+
+/// The open output: what the engine needs besides the writer (the ring, for rotation).
+pub struct Sink {
+    pub ring: Option<Ring>,
+    pub is_stdout: bool,
+}
+
+impl Sink {
+    /// Opens `target`: standard output, a file (gzip when asked), or the first file of a ring.
+    pub fn open(target: &Target) -> io::Result<(FileOut, Sink)> {
+        match target {
+            Target::Stdout => Ok((
+                FileOut::Plain(stdout_file()?),
+                Sink {
+                    ring: None,
+                    is_stdout: true,
+                },
+            )),
+            Target::File { path, gzip } => {
+                let out = FileOut::create(path, *gzip).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+                })?;
+                Ok((
+                    out,
+                    Sink {
+                        ring: None,
+                        is_stdout: false,
+                    },
+                ))
+            }
+            Target::Ring {
+                path,
+                gzip,
+                options,
+            } => {
+                let mut ring = Ring::new(path, *gzip, options.clone());
+                let (out, first) = ring.open_next()?;
+                ring.commit(first);
+                Ok((
+                    out,
+                    Sink {
+                        ring: Some(ring),
+                        is_stdout: false,
+                    },
+                ))
+            }
+        }
+    }
 }
 
 /// Local time as dumpcap writes it in file names: YYYYmmddHHMMSS.

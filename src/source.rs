@@ -6,21 +6,123 @@
 //! When the output is slow, a source runs out of budget and stops reading, so the pipe (and
 //! behind it tcpdump, and the kernel) pushes back instead of our memory growing.
 
-use crate::format::{CaptureDecoder, DecodeError, Record};
+use crate::error::SourceFailure;
 use crate::output::SourceLabel;
+use crate::stop::StopLevel;
 use bytes::BytesMut;
+use podcap_format::Decoder as _;
+use podcap_format::{CaptureDecoder, DecodeError, Record};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{watch, Semaphore};
 
 /// How much a file source reads at a time.
 pub const READ_CHUNK: usize = 128 * 1024;
 
 /// Default byte budget of one source: what it may have decoded but not yet written.
 pub const DEFAULT_BUDGET: usize = 1024 * 1024;
+
+/// Why a capture stream failed, at the stream layer (files, stdin, commands and pods share
+/// it; commands and pods wrap it with what they know).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The input could not be opened.
+    #[error("cannot open: {0}")]
+    Open(io::Error),
+    /// Reading failed.
+    #[error("read failed after byte offset {offset}: {source}")]
+    Read { offset: u64, source: io::Error },
+    /// The bytes are not (or no longer) a capture.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The stream ended before it held anything.
+    #[error("byte offset 0: the input is empty: no capture data at all")]
+    NoData,
+}
+
+/// What a source is doing, for its progress row and the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SourceState {
+    #[default]
+    Starting,
+    /// A pod: adding the capture container.
+    Injecting,
+    /// A pod: the capture container is being pulled and started.
+    StartingContainer,
+    /// A pod: the kubelet reports the capture container waiting, for this reason.
+    Waiting(String),
+    Capturing,
+    /// Asked to stop; delivering what it still has.
+    Stopping,
+    Failed,
+    Ended(EndReason),
+}
+
+/// Why a source ended without failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its input ended.
+    Input,
+    /// We stopped it (Ctrl-C, --duration, -c, the reader went away).
+    Stopped,
+    StoppedBeforeCapture,
+    /// The pod was deleted (or replaced, or is terminating); `before_capture`: before its
+    /// capture began.
+    PodDeleted {
+        before_capture: bool,
+    },
+    /// The pod's labels no longer match the selection.
+    Unselected {
+        before_capture: bool,
+    },
+    TcpdumpFinished,
+}
+
+impl EndReason {
+    /// Why it ended, when that is worth a word in the summary.
+    pub fn worth_saying(self) -> Option<&'static str> {
+        match self {
+            EndReason::Input | EndReason::Stopped => None,
+            EndReason::StoppedBeforeCapture => Some("stopped before the capture began"),
+            EndReason::PodDeleted {
+                before_capture: false,
+            } => Some("pod deleted"),
+            EndReason::PodDeleted {
+                before_capture: true,
+            } => Some("pod deleted before the capture began"),
+            EndReason::Unselected {
+                before_capture: false,
+            } => Some("no longer matches the selection"),
+            EndReason::Unselected {
+                before_capture: true,
+            } => Some("no longer matched the selection before the capture began"),
+            EndReason::TcpdumpFinished => Some("tcpdump finished"),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceState::Starting => "starting",
+            SourceState::Injecting => "injecting",
+            SourceState::StartingContainer => "pulling image, starting container",
+            SourceState::Waiting(why) => return write!(f, "waiting: {why}"),
+            SourceState::Capturing => "capturing",
+            SourceState::Stopping => "stopping",
+            SourceState::Failed => "failed",
+            SourceState::Ended(r) => match r {
+                EndReason::Input => "ended",
+                EndReason::Stopped => "ended: stopped",
+                other => return write!(f, "ended: {}", other.worth_saying().unwrap_or("")),
+            },
+        })
+    }
+}
 
 /// What a source reports to the engine.
 #[derive(Debug)]
@@ -35,9 +137,9 @@ pub enum SourceEvent {
     /// Packets the capture tool reported dropped (e.g. tcpdump's "dropped by kernel").
     Dropped(u64),
     /// The source failed; what it delivered before stays valid.
-    Failed(String),
-    /// What the source is doing, for its progress row ("injecting", "pulling image"…).
-    State(String),
+    Failed(SourceFailure),
+    /// What the source is doing, for its progress row.
+    State(SourceState),
     /// Something the user should know that is not a failure (said once, on stderr).
     Note(String),
     /// The source is finished; nothing follows.
@@ -162,16 +264,16 @@ impl SourceTx {
         self.send(SourceEvent::Dropped(n));
     }
 
-    pub fn state(&self, state: impl Into<String>) {
-        self.send(SourceEvent::State(state.into()));
+    pub fn state(&self, state: SourceState) {
+        self.send(SourceEvent::State(state));
     }
 
     pub fn note(&self, message: impl Into<String>) {
         self.send(SourceEvent::Note(message.into()));
     }
 
-    pub fn failed(&self, message: impl Into<String>) {
-        self.send(SourceEvent::Failed(message.into()));
+    pub fn failed(&self, error: impl std::error::Error + Send + Sync + 'static) {
+        self.send(SourceEvent::Failed(Arc::new(error)));
     }
 
     /// The source is finished (the same as dropping it).
@@ -239,31 +341,29 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     /// Decodes what has arrived. On error returns the records decoded before it too.
-    pub fn batch(&mut self) -> (Vec<Record>, Option<String>) {
+    pub fn batch(&mut self) -> (Vec<Record>, Option<DecodeError>) {
         let mut batch = Vec::new();
-        let err = decode_all(&mut self.decoder, &mut self.buf, &mut batch)
-            .err()
-            .map(|e| e.to_string());
+        let err = decode_all(&mut self.decoder, &mut self.buf, &mut batch).err();
         (batch, err)
     }
 
-    /// At end of input: the error that explains an empty or truncated input, if any.
-    pub fn finish(&mut self) -> Option<String> {
-        self.decoder
-            .decode_eof(&self.buf)
-            .err()
-            .map(|e| e.to_string())
+    /// At end of input: why it is not a whole capture, if it is not.
+    pub fn finish(&mut self) -> Result<(), SourceError> {
+        if self.decoder.offset() == 0 && self.buf.is_empty() {
+            return Err(SourceError::NoData);
+        }
+        Ok(self.decoder.decode_eof(&self.buf)?)
     }
 }
 
-/// Reads and decodes `fd` to its end on the calling thread, handing batches to `tx`. Stops
-/// early when the engine is gone. Always ends the source.
+/// Reads and decodes `fd` to its end on the calling thread (files, stdin), handing batches to
+/// `tx`. Stops early when the engine is gone. Always ends the source.
 pub fn pump(fd: impl AsFd, tx: SourceTx) {
     let mut dec = StreamDecoder::default();
     loop {
         match read_into(&fd, &mut dec.buf, READ_CHUNK) {
             Ok(0) => {
-                if let Some(e) = dec.finish() {
+                if let Err(e) = dec.finish() {
                     tx.failed(e);
                 }
                 break;
@@ -274,18 +374,105 @@ pub fn pump(fd: impl AsFd, tx: SourceTx) {
                     return;
                 }
                 if let Some(e) = err {
-                    tx.failed(e);
+                    tx.failed(SourceError::Decode(e));
                     break;
                 }
             }
             Err(e) => {
-                tx.failed(format!(
-                    "read failed after byte offset {}: {e}",
-                    dec.decoder.offset()
-                ));
+                tx.failed(SourceError::Read {
+                    offset: dec.decoder.offset(),
+                    source: e,
+                });
                 break;
             }
         }
     }
     tx.end();
+}
+
+/// The async pump that command and pod sources share: reads a capture stream, decodes it and
+/// hands the batches to the engine within the source's budget, every wait for budget raced
+/// against a stop request (a slow output must not hide a Ctrl-C).
+#[derive(Debug)]
+pub struct Pump {
+    dec: StreamDecoder,
+    read_size: usize,
+    /// Packets handed to the engine so far.
+    pub packets: u64,
+}
+
+/// What the caller does after [`Pump::deliver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read on.
+    Continue,
+    /// Stop reading: the engine is gone, or the stop handler gave up waiting.
+    Abandon,
+}
+
+impl Pump {
+    pub fn new(read_size: usize) -> Self {
+        Pump {
+            dec: StreamDecoder::default(),
+            read_size,
+            packets: 0,
+        }
+    }
+
+    /// Reads what the stream has into the pump's buffer; 0 at its end. Cancel-safe, so it can
+    /// be one branch of a `select!`.
+    pub async fn read<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> io::Result<usize> {
+        reserve_for_read(&mut self.dec.buf, self.read_size);
+        stream.read_buf(&mut self.dec.buf).await
+    }
+
+    /// Decodes what was read and hands it to `tx`, waiting for budget. Every stop level seen
+    /// meanwhile goes to `on_stop`, which returns true to give up waiting (stop now). A decoding
+    /// error comes after the records before it were handed over.
+    pub async fn deliver(
+        &mut self,
+        tx: &SourceTx,
+        stop: &mut watch::Receiver<StopLevel>,
+        mut on_stop: impl FnMut(StopLevel) -> bool,
+    ) -> Result<Flow, SourceError> {
+        let (batch, err) = self.dec.batch();
+        if !batch.is_empty() {
+            self.packets += batch
+                .iter()
+                .filter(|r| matches!(r, Record::Packet(_)))
+                .count() as u64;
+            let send = tx.records(batch);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    delivered = &mut send => {
+                        if !delivered {
+                            return Ok(Flow::Abandon);
+                        }
+                        break;
+                    }
+                    changed = stop.changed() => {
+                        let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
+                        if on_stop(level) {
+                            return Ok(Flow::Abandon);
+                        }
+                    }
+                }
+            }
+        }
+        match err {
+            Some(e) => Err(SourceError::Decode(e)),
+            None => Ok(Flow::Continue),
+        }
+    }
+
+    /// At the end of the stream: why it is not a whole capture, if it is not.
+    pub fn finish(&mut self) -> Result<(), SourceError> {
+        self.dec.finish()
+    }
+
+    /// Bytes decoded so far.
+    pub fn offset(&self) -> u64 {
+        self.dec.decoder.offset()
+    }
 }

@@ -562,7 +562,7 @@ fn a_disk_that_fills_during_rotation_gives_a_clear_error_and_valid_closed_files(
 
 #[test]
 fn packets_reach_the_pipe_within_the_window_plus_tens_of_ms() {
-    use podcap_merge::format::{CaptureDecoder, Record};
+    use podcap_format::{CaptureDecoder, Decoder as _, Record};
     use std::io::Read;
     let net = NetPair::new("l6");
     let _ping = Bg::spawn(net.exec(&net.a, &["ping", "-i", "0.05", &net.ip_b]));

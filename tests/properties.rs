@@ -6,9 +6,10 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapNGSlice};
+use podcap_format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
+use podcap_format::Decoder as _;
+use podcap_format::{CaptureDecoder, Packet, Record};
 use podcap_merge::engine::EngineConfig;
-use podcap_merge::format::encode::{InterfaceDescription, InterfaceTotals, PcapngWriter};
-use podcap_merge::format::{CaptureDecoder, Packet, Record};
 use podcap_merge::merge::{Merger, Next};
 use podcap_merge::offline::{merge_files, Input};
 use podcap_merge::sink::Target;
@@ -190,7 +191,7 @@ fn merge_files_writes_one_isb_per_interface_with_counts() {
         path: path.clone(),
         gzip: false,
     });
-    let report = merge_files(&inputs, cfg, Default::default()).unwrap();
+    let report = merge_files(&inputs, cfg).unwrap();
     assert_eq!(report.packets(), 151);
     assert_eq!(report.errors(), 0);
     let out = std::fs::read(&path).unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 mod common;
 
 use common::cluster::{have_kubectl, kubectl_with, Server};
-use podcap_merge::testcluster::{api, discovery, objects, version_info};
+use podcap_testcluster::{discovery, objects, respond, version_info};
 use serde_json::Value;
 
 /// Data lines (header dropped) of `kubectl get` output.
@@ -380,12 +380,12 @@ fn matches_recorded_real_server() {
     let Some(dir) = shared_dir() else { return };
     let parse = |s: String| -> Value { serde_json::from_str(&s).expect("json") };
     assert_eq!(
-        parse(api::unauthorized_body()),
+        parse(respond::unauthorized_body()),
         fact(&dir, "f-401-bad-token.json")
     );
     let pods = objects::resource("", "pods").expect("pods");
     assert_eq!(
-        parse(api::not_found_body(pods, "nosuchpod")),
+        parse(respond::not_found_body(pods, "nosuchpod")),
         fact(&dir, "f-404-get-nonexistent-pod.json")
     );
     // Byte for byte over HTTPS, field order included (the real server's struct order).
@@ -917,7 +917,7 @@ fn debug_adds_an_ephemeral_container() {
 /// The 422 bodies for ephemeral containers are the real server's, computed on the recorded pod.
 #[test]
 fn ephemeral_validation_matches_recorded_real_server() {
-    use podcap_merge::testcluster::{ephemeral, patch, write};
+    use podcap_testcluster::{ephemeral, patch, write};
     let Some(dir) = shared_dir() else { return };
     let pod = fact(&dir, "f-get-pod-mando-2-with-ephemeral.json");
     let check = |new_ecs: Vec<Value>, fact_name: &str| {
@@ -1388,7 +1388,7 @@ fn websocket_subprotocols_as_recorded() {
 /// containers) with the new container prepended, as the real admission sees it.
 #[test]
 fn pod_security_messages_match_recorded_real_server() {
-    use podcap_merge::testcluster::policy::psa_violations;
+    use podcap_testcluster::policy::psa_violations;
     let Some(dir) = shared_dir() else { return };
     let pod = fact(&dir, "f-200-psa-baseline-no-securitycontext.json");
     let with = |level: &str, ec: Value, older: bool| -> String {

@@ -1,5 +1,5 @@
 //! The test cluster without root: pods have no network namespaces and their `tcpdump` is the
-//! synthetic capture (`src/testcluster/synth.rs`). The tests run as root in CI, so the cluster
+//! synthetic capture (`crates/podcap-testcluster/src/synth.rs`). The tests run as root in CI, so the cluster
 //! is started as user nobody (65534) with `setpriv`. Missing tools (setpriv, tshark, capinfos,
 //! kubectl) fail the tests, never skip them.
 
@@ -11,7 +11,7 @@ mod common;
 
 use common::cluster::spawn_ready;
 use common::tool;
-use podcap_merge::testcluster::synth;
+use podcap_testcluster::synth;
 
 const NOBODY: u32 = 65534;
 
@@ -78,7 +78,7 @@ impl NobodyCluster {
                     &format!("--regid={NOBODY}"),
                     "--clear-groups",
                 ])
-                .arg(env!("CARGO_BIN_EXE_podcap-testcluster"))
+                .arg(common::cluster::testcluster_bin())
                 .arg("--pods")
                 .arg(pods.to_string())
                 .arg("--kubeconfig")
@@ -373,7 +373,7 @@ fn exec_tcpdump_in_an_unprivileged_pod_is_the_synthetic_one() {
 /// Runs the synthetic tcpdump directly.
 fn synthetic(args: &[&str]) -> Output {
     output_within(
-        Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
+        Command::new(common::cluster::testcluster_bin())
             .arg(synth::ARG)
             .args(args)
             .env(synth::ENV_POD_IP, "10.244.0.7")

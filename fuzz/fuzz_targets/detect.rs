@@ -5,6 +5,6 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use podcap_merge::format::CaptureDecoder;
+use podcap_format::CaptureDecoder;
 
 fuzz_target!(|data: &[u8]| common::fuzz(data, CaptureDecoder::new));

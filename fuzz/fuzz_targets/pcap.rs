@@ -5,6 +5,6 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use podcap_merge::format::pcap::PcapDecoder;
+use podcap_format::pcap::PcapDecoder;
 
 fuzz_target!(|data: &[u8]| common::fuzz(data, PcapDecoder::new));

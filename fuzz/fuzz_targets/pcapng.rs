@@ -5,6 +5,6 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use podcap_merge::format::pcapng::PcapngDecoder;
+use podcap_format::pcapng::PcapngDecoder;
 
 fuzz_target!(|data: &[u8]| common::fuzz(data, PcapngDecoder::new));

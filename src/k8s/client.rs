@@ -1,7 +1,8 @@
 //! The Kubernetes client: `--kubeconfig`, `--context`, else what kubectl would use
 //! (`$KUBECONFIG`, `~/.kube/config`), else the in-cluster service account.
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use super::errors::ClusterError;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use std::path::Path;
 
@@ -16,7 +17,7 @@ pub struct Connection {
 pub async fn connect(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
-) -> Result<Connection, String> {
+) -> Result<Connection, ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..KubeConfigOptions::default()
@@ -24,28 +25,28 @@ pub async fn connect(
     let (config, source) = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| {
-                format!(
+                ClusterError::Config(format!(
                     "cannot read the kubeconfig {}: {e}; check the path given to --kubeconfig",
                     path.display()
-                )
+                ))
             })?;
             let config = Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| context_error(e.to_string(), context, &path.display().to_string()))?;
+                .map_err(|e| context_error(e, context, &path.display().to_string()))?;
             (config, path.display().to_string())
         }
         None if context.is_some() => {
             let config = Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| context_error(e.to_string(), context, "the default kubeconfig"))?;
+                .map_err(|e| context_error(e, context, "the default kubeconfig"))?;
             (config, "the default kubeconfig".to_string())
         }
         None => {
             let config = Config::infer().await.map_err(|e| {
-                format!(
+                ClusterError::Config(format!(
                     "no Kubernetes configuration found ({e}); give --kubeconfig FILE, set \
                      KUBECONFIG, or run inside a cluster with a service account"
-                )
+                ))
             })?;
             (
                 config,
@@ -54,8 +55,11 @@ pub async fn connect(
         }
     };
     let default_namespace = config.default_namespace.clone();
-    let client = Client::try_from(config)
-        .map_err(|e| format!("cannot set up the Kubernetes client from {source}: {e}"))?;
+    let client = Client::try_from(config).map_err(|e| {
+        ClusterError::Config(format!(
+            "cannot set up the Kubernetes client from {source}: {e}"
+        ))
+    })?;
     Ok(Connection {
         client,
         default_namespace,
@@ -63,11 +67,13 @@ pub async fn connect(
     })
 }
 
-fn context_error(e: String, context: Option<&str>, file: &str) -> String {
-    match context {
-        Some(c) if e.contains("context") => format!(
-            "context {c:?} not found in {file} ({e}); list the contexts with `kubectl config get-contexts`"
-        ),
+fn context_error(e: KubeconfigError, context: Option<&str>, file: &str) -> ClusterError {
+    ClusterError::Config(match (context, &e) {
+        (Some(c), KubeconfigError::LoadContext(_) | KubeconfigError::LoadClusterOfContext(_)) => {
+            format!(
+                "context {c:?} not found in {file} ({e}); list the contexts with `kubectl config get-contexts`"
+            )
+        }
         _ => format!("cannot use {file}: {e}"),
-    }
+    })
 }

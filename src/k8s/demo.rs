@@ -5,16 +5,16 @@
 use super::fanout::run_pods;
 use super::PodOptions;
 use crate::engine::{EngineConfig, Report};
+use crate::error::StartError;
 use crate::sink::Target;
-use crate::testcluster::{Config, TestCluster};
+use podcap_testcluster::{Config, TestCluster};
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
-    let duration = Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| !d.is_zero() && d.as_secs() < 3600)
-        .ok_or("--duration must be between 0 and 3600 seconds")?;
+/// Starts the test cluster with `pods` pods, captures them for `duration` into `out`.
+pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartError> {
+    let seconds = duration.as_secs_f64();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(String, bool), String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cluster_thread = std::thread::spawn(move || {
@@ -63,7 +63,7 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
             .mode(0o600)
             .open(&path)
             .and_then(|mut f| f.write_all(kubeconfig.as_bytes()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     }
     eprintln!(
         "podcap-merge demo: a local test cluster runs {pods} pods labelled app=mando in namespace \
@@ -86,6 +86,7 @@ pub fn run(out: &Path, pods: usize, seconds: f64) -> Result<Report, String> {
         gzip: out.to_string_lossy().ends_with(".gz"),
     });
     cfg.duration = Some(duration);
+    cfg.window = Some(crate::merge::DEFAULT_WINDOW);
     cfg.progress = true;
     let result = run_pods(opts, cfg);
     let _ = stop_tx.send(());

@@ -1,4 +1,33 @@
-//! Turning API errors into messages that say what blocked us and what to do.
+//! Turning API errors into messages that say what blocked us and what to do, and the error
+//! of a pod run that cannot start.
+
+/// Why a pod run cannot start (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No usable configuration (kubeconfig, context, in-cluster).
+    #[error("{0}")]
+    Config(String),
+    /// The selection is malformed or names a workload that does not exist.
+    #[error("{0}")]
+    Selection(String),
+    /// The API server refused, or could not be reached (then: where it was looked for).
+    #[error("{message}{}", .unreachable_from.as_ref().map(|s| format!("; is the cluster in {s} reachable?")).unwrap_or_default())]
+    Api {
+        message: String,
+        unreachable_from: Option<String>,
+    },
+    /// The selection names no running (or starting) pod.
+    #[error("{0}")]
+    NoPods(String),
+    /// More running pods than --max-pods.
+    #[error("{0}")]
+    TooManyPods(String),
+}
+
+/// The API server could not be reached at all (no connection, TLS), as opposed to answering.
+pub fn unreachable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
 
 /// The API's `Status` of a failed request, when the error is one.
 pub fn status(e: &kube::Error) -> Option<&kube::core::Status> {

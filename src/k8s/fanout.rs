@@ -4,15 +4,17 @@
 //! stop the others; a pod that goes away ends its source cleanly.
 
 use super::client::connect;
+use super::errors::{self, ClusterError};
+use super::inject::InjectError;
 use super::inject::{container_name, inject};
 use super::select::{resolve, Selection};
 use super::stream::{stream, Ended, Gone, Target};
-use super::{errors, PodOptions, Via};
-use crate::engine::{self, EngineConfig, Report};
-use crate::format::{NameRecord, Record};
-use crate::live::handle_signals;
+use super::{PodOptions, Via};
+use crate::engine::{EngineConfig, Report};
+use crate::error::StartError;
 use crate::output::SourceLabel;
-use crate::source::Events;
+use crate::session::Session;
+use crate::source::{EndReason, Events, SourceState};
 use crate::stop::{Stop, StopLevel};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -20,6 +22,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
+use podcap_format::{NameRecord, Record};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -165,132 +168,128 @@ fn describe_plan(pod: &Pod, opts: &PodOptions) -> String {
 }
 
 /// Captures the selected pods until a stop condition; returns the engine's report.
-pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    if cfg.window.is_none() {
-        cfg.window = Some(Duration::from_millis(300));
-    }
-    rt.block_on(async move {
-        let conn = connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-        let ns = opts
+pub fn run_pods(opts: PodOptions, cfg: EngineConfig) -> Result<Report, StartError> {
+    let session = Session::new()?;
+    let Some(plan) = session.block_on(plan(&opts))? else {
+        return Ok(Report::default()); // --dry-run
+    };
+    let Plan {
+        client,
+        sel,
+        services,
+        running,
+    } = plan;
+    let report = session.capture(cfg, move |events, stop| {
+        follow(client, sel, Arc::new(opts), events, stop, services, running)
+    })?;
+    Ok(report)
+}
+
+/// What a pod run starts from: the connection, the selection, the Services' names and how
+/// many pods run now.
+struct Plan {
+    client: Client,
+    sel: Selection,
+    services: Vec<NameRecord>,
+    running: usize,
+}
+
+/// Connects, resolves the selection and lists the pods; prints the plan and returns None
+/// for --dry-run. Every failure here means the run cannot start.
+async fn plan(opts: &PodOptions) -> Result<Option<Plan>, ClusterError> {
+    let conn = connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+    let ns = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| conn.default_namespace.clone());
+    let client = conn.client;
+    let sel = resolve(
+        &client,
+        Some(&ns),
+        opts.all_namespaces,
+        opts.selector.as_deref(),
+        opts.field_selector.as_deref(),
+        &opts.targets,
+    )
+    .await
+    .map_err(ClusterError::Selection)?;
+    let api = sel.api(&client);
+    let listed = api.list(&list_params(&sel)).await.map_err(|e| {
+        let scope = sel
             .namespace
             .clone()
-            .unwrap_or_else(|| conn.default_namespace.clone());
-        let client = conn.client;
-        let sel = resolve(
-            &client,
-            Some(&ns),
-            opts.all_namespaces,
-            opts.selector.as_deref(),
-            opts.field_selector.as_deref(),
-            &opts.targets,
-        )
-        .await?;
-        let api = sel.api(&client);
-        let listed = api.list(&list_params(&sel)).await.map_err(|e| {
-            let scope = sel
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "any (all namespaces)".into());
-            let e = errors::explain(&e, &format!("listing {}", sel.describe()), &scope);
-            if e.contains("error trying to connect") || e.contains("Connect") {
-                format!("{e}; is the cluster in {} reachable?", conn.source)
-            } else {
-                e
-            }
-        })?;
-        let matching: Vec<Pod> = listed
-            .items
-            .into_iter()
-            .filter(|p| sel.matches_name(p.metadata.name.as_deref().unwrap_or("")))
-            .collect();
-        let running: Vec<&Pod> = matching.iter().filter(|p| capturable(p)).collect();
-        let starting = matching
-            .iter()
-            .filter(|p| !capturable(p) && !finished(p))
-            .count();
-        if running.is_empty() && starting == 0 {
-            return Err(if !matching.is_empty() {
-                format!(
-                    "no running pods among the {} {} (they have ended or are being deleted); \
-                     check them with `kubectl get pods`",
-                    matching.len(),
-                    sel.describe()
-                )
-            } else {
-                format!(
-                    "no {}; check the selector with `kubectl get pods{}{}`",
-                    sel.describe(),
-                    sel.labels
-                        .as_ref()
-                        .map(|l| format!(" -l '{l}'"))
-                        .unwrap_or_default(),
-                    sel.namespace
-                        .as_ref()
-                        .map(|n| format!(" -n {n}"))
-                        .unwrap_or(" -A".into())
-                )
-            });
+            .unwrap_or_else(|| "any (all namespaces)".into());
+        ClusterError::Api {
+            message: errors::explain(&e, &format!("listing {}", sel.describe()), &scope),
+            unreachable_from: errors::unreachable(&e).then(|| conn.source.clone()),
         }
-        if starting > 0 {
-            // pending pods are followed: each is captured once it runs
-            eprintln!(
-                "podcap-merge: {starting} of the {} {} are not running yet; each is captured \
-                 once it runs",
+    })?;
+    let matching: Vec<Pod> = listed
+        .items
+        .into_iter()
+        .filter(|p| sel.matches_name(p.metadata.name.as_deref().unwrap_or("")))
+        .collect();
+    let running: Vec<&Pod> = matching.iter().filter(|p| capturable(p)).collect();
+    let starting = matching
+        .iter()
+        .filter(|p| !capturable(p) && !finished(p))
+        .count();
+    if running.is_empty() && starting == 0 {
+        return Err(ClusterError::NoPods(if !matching.is_empty() {
+            format!(
+                "no running pods among the {} {} (they have ended or are being deleted); \
+                 check them with `kubectl get pods`",
                 matching.len(),
                 sel.describe()
-            );
-        }
-        if running.len() > opts.max_pods {
-            return Err(format!(
-                "{} running {} — more than --max-pods {}; narrow the selector or raise --max-pods",
-                running.len(),
+            )
+        } else {
+            format!(
+                "no {}; check the selector with `kubectl get pods{}{}`",
                 sel.describe(),
-                opts.max_pods
-            ));
-        }
-        if opts.dry_run {
-            println!("would capture {} {}:", running.len(), sel.describe());
-            for p in &running {
-                println!("{}", describe_plan(p, &opts));
-            }
-            println!("(pods that start later are captured too; nothing was changed)");
-            return Ok(Report::default());
-        }
-        let services = service_names(&client, &sel).await;
-
-        let stop = Arc::new(Stop::new());
-        let signals = tokio::spawn(handle_signals(stop.clone()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let events = Events::new(tx);
-        let engine_stop = stop.clone();
-        let engine = tokio::task::spawn_blocking(move || engine::run(cfg, rx, engine_stop));
-
-        let follow = tokio::spawn(follow(
-            client.clone(),
-            sel.clone(),
-            Arc::new(opts),
-            events,
-            stop.clone(),
-            services,
+                sel.labels
+                    .as_ref()
+                    .map(|l| format!(" -l '{l}'"))
+                    .unwrap_or_default(),
+                sel.namespace
+                    .as_ref()
+                    .map(|n| format!(" -n {n}"))
+                    .unwrap_or(" -A".into())
+            )
+        }));
+    }
+    if starting > 0 {
+        // pending pods are followed: each is captured once it runs
+        eprintln!(
+            "podcap-merge: {starting} of the {} {} are not running yet; each is captured \
+             once it runs",
+            matching.len(),
+            sel.describe()
+        );
+    }
+    if running.len() > opts.max_pods {
+        return Err(ClusterError::TooManyPods(format!(
+            "{} running {} — more than --max-pods {}; narrow the selector or raise --max-pods",
             running.len(),
-        ));
-        let report = engine
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        stop.request(StopLevel::Now);
-        let mut report = report;
-        if let Ok(Ok(Some(e))) = tokio::time::timeout(Duration::from_secs(4), follow).await {
-            report.run_error = Some(e);
+            sel.describe(),
+            opts.max_pods
+        )));
+    }
+    if opts.dry_run {
+        println!("would capture {} {}:", running.len(), sel.describe());
+        for p in &running {
+            println!("{}", describe_plan(p, opts));
         }
-        signals.abort();
-        Ok(report)
-    })
+        println!("(pods that start later are captured too; nothing was changed)");
+        return Ok(None);
+    }
+    let services = service_names(&client, &sel).await;
+    let running = running.len();
+    Ok(Some(Plan {
+        client,
+        sel,
+        services,
+        running,
+    }))
 }
 
 /// Watches the selection; starts a capture for each new running pod, tells captures when
@@ -585,28 +584,35 @@ async fn capture_pod(
     }
     let api: Api<Pod> = Api::namespaced(client, &ns);
     let state_tx = &tx;
-    let state = move |s: String| state_tx.state(s);
+    let state = move |s: SourceState| state_tx.state(s);
     let mut gone_early = gone.clone();
     let injected = tokio::select! {
         r = inject(&api, &pod, &opts, &container, &state) => r,
         _ = stop.wait_for(|l| *l != StopLevel::Running) => {
-            tx.state("ended: stopped before the capture began");
+            tx.state(SourceState::Ended(EndReason::StoppedBeforeCapture));
             return;
         }
         Ok(_) = gone_early.wait_for(|g| *g != Gone::No) => {
-            tx.state(if *gone.borrow() == Gone::Unselected {
-                "ended: no longer matched the selection before the capture began"
+            tx.state(SourceState::Ended(if *gone.borrow() == Gone::Unselected {
+                EndReason::Unselected {
+                    before_capture: true,
+                }
             } else {
-                "ended: pod deleted before the capture began"
-            });
+                EndReason::PodDeleted {
+                    before_capture: true,
+                }
+            }));
             return;
         }
     };
     let injected = match injected {
         Ok(i) => i,
         // a pod deleted meanwhile (a rollout) is no failure
-        Err(e) if super::inject::is_pod_gone(&e) => {
-            tx.state(format!("ended: {e}"));
+        Err(InjectError::PodGone(how)) => {
+            tracing::info!(pod = %name, "{}", InjectError::PodGone(how));
+            tx.state(SourceState::Ended(EndReason::PodDeleted {
+                before_capture: true,
+            }));
             return;
         }
         Err(e) => {
@@ -631,11 +637,15 @@ async fn capture_pod(
     let why = gone.clone();
     match stream(t, &tx, stop, gone).await {
         Ok((Ended::PodGone, _)) if *why.borrow() == Gone::Unselected => {
-            tx.state("ended: no longer matches the selection")
+            tx.state(SourceState::Ended(EndReason::Unselected {
+                before_capture: false,
+            }))
         }
-        Ok((Ended::PodGone, _)) => tx.state("ended: pod deleted"),
-        Ok((Ended::Stopped, _)) => tx.state("ended: stopped"),
-        Ok((Ended::Finished, _)) => tx.state("ended: tcpdump finished"),
+        Ok((Ended::PodGone, _)) => tx.state(SourceState::Ended(EndReason::PodDeleted {
+            before_capture: false,
+        })),
+        Ok((Ended::Stopped, _)) => tx.state(SourceState::Ended(EndReason::Stopped)),
+        Ok((Ended::Finished, _)) => tx.state(SourceState::Ended(EndReason::TcpdumpFinished)),
         Err(e) => tx.failed(e),
     }
 }

@@ -1,11 +1,12 @@
 //! Adding the capture container to a pod: an ephemeral container with a unique name, the
-//! capabilities of the chosen profile (with the Pod Security fallback of DESIGN §5), then
+//! capabilities of the chosen profile (with the Pod Security fallback of docs/design.md §5), then
 //! waiting until it runs. Every successful patch leaves a container in the pod for good, so a
 //! pod gets at most one successful attempt.
 
 use super::errors;
 use super::script;
 use super::{PodOptions, Profile};
+use crate::source::SourceState;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Patch, PatchParams};
@@ -25,13 +26,42 @@ pub struct Injected {
     pub note: Option<String>,
 }
 
-/// How inject errors that mean "the pod went away" begin: the caller ends the pod's source
-/// cleanly for them (a rollout deleting a pod is no failure).
-pub const POD_GONE: &str = "pod deleted";
+/// Why the capture container could not be added or did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The pod went away first (a rollout): no failure, the caller ends the source cleanly.
+    #[error("pod deleted{}", .0.words())]
+    PodGone(Gone),
+    /// `--target` names no container of the pod.
+    #[error("{0}")]
+    Target(String),
+    /// The API refused the container (RBAC, Pod Security, validation), explained.
+    #[error("{0}")]
+    Refused(String),
+    /// The container did not start (image, runtime, timeout), explained.
+    #[error("{0}")]
+    Start(String),
+    /// Watching the pod failed, explained.
+    #[error("{0}")]
+    Watch(String),
+}
 
-/// Whether an inject error means the pod went away.
-pub fn is_pod_gone(e: &str) -> bool {
-    e.starts_with(POD_GONE)
+/// How the pod went away before its capture began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    Deleted,
+    Terminating,
+    Replaced,
+}
+
+impl Gone {
+    fn words(self) -> &'static str {
+        match self {
+            Gone::Deleted => " before the capture began",
+            Gone::Terminating => " (it is terminating) before the capture began",
+            Gone::Replaced => ": replaced by a new pod of the same name before the capture began",
+        }
+    }
 }
 
 /// A container name no earlier run can have used in this pod.
@@ -81,7 +111,7 @@ pub fn container_spec(opts: &PodOptions, name: &str, target: &str, caps: &[&str]
 
 /// The container to target: `--target`, else the pod's first; an unknown one is an error that
 /// lists what the pod has (checked before anything is added).
-pub fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, String> {
+pub fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, InjectError> {
     let names: Vec<String> = pod
         .spec
         .iter()
@@ -89,21 +119,21 @@ pub fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, Strin
         .collect();
     match wanted {
         Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
-        Some(w) => Err(format!(
+        Some(w) => Err(InjectError::Target(format!(
             "container {w:?} (--target) not found; the pod's containers are: {}",
             names.join(", ")
-        )),
+        ))),
         None => names
             .first()
             .cloned()
-            .ok_or_else(|| "the pod has no containers".to_string()),
+            .ok_or_else(|| InjectError::Target("the pod has no containers".into())),
     }
 }
 
 /// The patch that adds `spec` to `pod`, and only to this pod: a JSON patch that first tests
 /// the pod's UID (a pod deleted and re-created under the same name after we listed it must not
 /// get a capture container from us: the new one is captured on its own). Without a UID, a
-/// strategic merge patch (merges by name, DESIGN §4).
+/// strategic merge patch (merges by name, docs/design.md §4).
 pub fn patch_for(pod: &Pod, spec: Value) -> Patch<Value> {
     let Some(uid) = pod.metadata.uid.as_deref() else {
         return Patch::Strategic(json!({"spec": {"ephemeralContainers": [spec]}}));
@@ -132,9 +162,9 @@ fn replaced(e: &kube::Error) -> bool {
     })
 }
 
-fn patch_error(e: &kube::Error, ns: &str, pod: &str) -> String {
+fn patch_error(e: &kube::Error, ns: &str) -> InjectError {
     if let Some(level) = errors::pod_security_level(e) {
-        return format!(
+        return InjectError::Refused(format!(
             "Pod Security level {level:?} of namespace {ns} rejects the capture container ({}); \
              {}",
             errors::status(e).map(|s| s.message.as_str()).unwrap_or(""),
@@ -146,17 +176,19 @@ fn patch_error(e: &kube::Error, ns: &str, pod: &str) -> String {
             } else {
                 "try --profile baseline (no added capabilities; works on containerd, not on CRI-O)"
             }
-        );
+        ));
     }
     match errors::status(e) {
         Some(s) if s.code == 404 && s.details.as_ref().is_none_or(|d| d.name.is_empty()) => {
-            "ephemeral containers are disabled on this cluster (404 on pods/ephemeralcontainers: \
-             Kubernetes before 1.25, or the EphemeralContainers feature gate off); podcap-merge \
-             needs them"
-                .to_string()
+            InjectError::Refused(
+                "ephemeral containers are disabled on this cluster (404 on pods/ephemeralcontainers: \
+                 Kubernetes before 1.25, or the EphemeralContainers feature gate off); podcap-merge \
+                 needs them"
+                    .to_string(),
+            )
         }
-        Some(s) if s.code == 404 => format!("{POD_GONE}: pod {ns}/{pod} no longer exists"),
-        _ => errors::explain(e, "adding the capture container", ns),
+        Some(s) if s.code == 404 => InjectError::PodGone(Gone::Deleted),
+        _ => InjectError::Refused(errors::explain(e, "adding the capture container", ns)),
     }
 }
 
@@ -167,15 +199,15 @@ pub async fn inject(
     pod: &Pod,
     opts: &PodOptions,
     name: &str,
-    state: &(dyn Fn(String) + Send + Sync),
-) -> Result<Injected, String> {
+    state: &(dyn Fn(SourceState) + Send + Sync),
+) -> Result<Injected, InjectError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let target = target_container(pod, opts.target_container.as_deref())?;
     let name = name.to_string();
     let mut caps = capabilities(opts.profile, opts.promiscuous);
     let mut note = None;
-    state("injecting".into());
+    state(SourceState::Injecting);
     let mut current = pod.clone();
     let mut refreshed = false;
     loop {
@@ -197,7 +229,7 @@ pub async fn inject(
                 refreshed = true;
                 match api.get(&pod_name).await {
                     Ok(p) if p.metadata.uid == pod.metadata.uid => current = p,
-                    _ => return Err(patch_error(&e, &ns, &pod_name)),
+                    _ => return Err(patch_error(&e, &ns)),
                 }
             }
             Err(e)
@@ -215,16 +247,11 @@ pub async fn inject(
                 ));
                 caps.clear();
             }
-            Err(e) if replaced(&e) => {
-                return Err(format!(
-                    "{POD_GONE}: pod {ns}/{pod_name} was replaced by a new pod of the same name \
-                     before the capture began"
-                ))
-            }
-            Err(e) => return Err(patch_error(&e, &ns, &pod_name)),
+            Err(e) if replaced(&e) => return Err(InjectError::PodGone(Gone::Replaced)),
+            Err(e) => return Err(patch_error(&e, &ns)),
         }
     }
-    state("pulling image, starting container".into());
+    state(SourceState::StartingContainer);
     let waited = tokio::time::timeout(
         opts.start_timeout,
         wait_running(api, &ns, &pod_name, &name, &opts.image, state),
@@ -238,17 +265,17 @@ pub async fn inject(
             note,
         }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!(
+        Err(_) => Err(InjectError::Start(format!(
             "the capture container {name} did not start within {} s; see `kubectl describe pod -n {ns} {pod_name}`",
             opts.start_timeout.as_secs()
-        )),
+        ))),
     }
 }
 
 /// What a container status says about starting: done, still waiting (why), or failed.
-pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String> {
+pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<SourceState>, String> {
     let Some(state) = &st.state else {
-        return Ok(Some("pulling image, starting container".into()));
+        return Ok(Some(SourceState::StartingContainer));
     };
     if state.running.is_some() {
         return Ok(None);
@@ -281,8 +308,8 @@ pub fn judge(st: &ContainerStatus, image: &str) -> Result<Option<String>, String
         "CreateContainerError" | "CreateContainerConfigError" | "RunContainerError" => Err(
             format!("the capture container could not start ({reason}: {message})"),
         ),
-        "" | "ContainerCreating" => Ok(Some("pulling image, starting container".into())),
-        other => Ok(Some(format!("waiting: {other}"))),
+        "" | "ContainerCreating" => Ok(Some(SourceState::StartingContainer)),
+        other => Ok(Some(SourceState::Waiting(other.to_string()))),
     }
 }
 
@@ -292,17 +319,15 @@ async fn wait_running(
     pod: &str,
     container: &str,
     image: &str,
-    state: &(dyn Fn(String) + Send + Sync),
-) -> Result<(), String> {
+    state: &(dyn Fn(SourceState) + Send + Sync),
+) -> Result<(), InjectError> {
     let cfg = watcher::Config::default().fields(&format!("metadata.name={pod}"));
     let mut events = watcher(api.clone(), cfg).boxed();
-    let mut last = String::new();
+    let mut last = None;
     while let Some(ev) = events.next().await {
         let pod_obj = match ev {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
-            Ok(watcher::Event::Delete(_)) => {
-                return Err(format!("{POD_GONE} before the capture began"))
-            }
+            Ok(watcher::Event::Delete(_)) => return Err(InjectError::PodGone(Gone::Deleted)),
             Ok(_) => continue,
             Err(e) => {
                 // a refusal will not pass by retrying: say so now, not after the timeout
@@ -311,11 +336,11 @@ async fn wait_running(
                 | watcher::Error::WatchStartFailed(api_err) = &e
                 {
                     if matches!(errors::code(api_err), Some(401 | 403)) {
-                        return Err(errors::explain(
+                        return Err(InjectError::Watch(errors::explain(
                             api_err,
                             "watching the pod until the capture container runs",
                             ns,
-                        ));
+                        )));
                     }
                 }
                 tracing::debug!(pod, "watch while waiting for the container: {e}");
@@ -324,9 +349,7 @@ async fn wait_running(
             }
         };
         if pod_obj.metadata.deletion_timestamp.is_some() {
-            return Err(format!(
-                "{POD_GONE} (it is terminating) before the capture began"
-            ));
+            return Err(InjectError::PodGone(Gone::Terminating));
         }
         let st = pod_obj
             .status
@@ -334,16 +357,18 @@ async fn wait_running(
             .and_then(|s| s.ephemeral_container_statuses.as_ref())
             .and_then(|v| v.iter().find(|c| c.name == container));
         let Some(st) = st else { continue };
-        match judge(st, image)? {
+        match judge(st, image).map_err(InjectError::Start)? {
             None => return Ok(()),
-            Some(s) if s != last => {
+            Some(s) if Some(&s) != last.as_ref() => {
                 state(s.clone());
-                last = s;
+                last = Some(s);
             }
             Some(_) => {}
         }
     }
-    Err("the watch of the pod ended before the capture container ran".into())
+    Err(InjectError::Watch(
+        "the watch of the pod ended before the capture container ran".into(),
+    ))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! ends one capture per pod, names, the run).
 
 pub mod client;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod errors;
 pub mod fanout;
@@ -17,13 +18,17 @@ pub mod script;
 pub mod select;
 pub mod stream;
 
+pub use errors::ClusterError;
+pub use inject::InjectError;
+pub use stream::PodError;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The image of the ephemeral container (tcpdump, sh and timeout), pinned.
+/// The image of the ephemeral container (it needs sh, tcpdump, sleep, kill, cat), pinned.
 pub const DEFAULT_IMAGE: &str = "nicolaka/netshoot:v0.13";
 
-/// Which capabilities the ephemeral container asks for (DESIGN §5).
+/// Which capabilities the ephemeral container asks for (docs/design.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// NET_RAW; when Pod Security rejects that (nothing was added), retry once with no added
@@ -37,40 +42,13 @@ pub enum Profile {
     Baseline,
 }
 
-impl std::str::FromStr for Profile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Profile::Auto),
-            "netraw" => Ok(Profile::NetRaw),
-            "netadmin" => Ok(Profile::NetAdmin),
-            "baseline" => Ok(Profile::Baseline),
-            _ => Err(format!(
-                "unknown profile {s:?}: use auto, netraw, netadmin or baseline"
-            )),
-        }
-    }
-}
-
-/// How the capture's bytes come back (DESIGN §4).
+/// How the capture's bytes come back (docs/design.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
     /// `exec` (faster, nothing in the node's container logs); `attach` when RBAC forbids exec.
     Auto,
     Exec,
     Attach,
-}
-
-impl std::str::FromStr for Via {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Via::Auto),
-            "exec" => Ok(Via::Exec),
-            "attach" => Ok(Via::Attach),
-            _ => Err(format!("unknown transport {s:?}: use auto, exec or attach")),
-        }
-    }
 }
 
 /// Everything a pod capture run needs to know.

@@ -1,6 +1,6 @@
 //! What runs inside the pod: the ephemeral container's command and the capture wrapper.
 //!
-//! One shell script serves both streaming designs (DESIGN §4), so a pod never needs a second
+//! One shell script serves both streaming designs (docs/design.md §4), so a pod never needs a second
 //! container when one design is forbidden:
 //! - `wait` mode is the ephemeral container's own command. It waits for one line on its stdin
 //!   (bounded by the maximum duration). With `attach`, podcap-merge sends that line and the

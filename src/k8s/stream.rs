@@ -9,13 +9,13 @@ use super::script;
 use super::Via;
 use crate::engine::GRACE;
 use crate::live::drain_stderr;
-use crate::source::{reserve_for_read, SourceTx, StreamDecoder};
+use crate::source::{Flow, Pump, SourceError, SourceState, SourceTx};
 use crate::stop::StopLevel;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
+use tokio::io::{AsyncWriteExt, SimplexStream, WriteHalf};
 use tokio::sync::watch;
 
 /// kube's stdout pipe is 1 KiB by default (57 MB/s measured); 1 MiB gave ~90 MB/s. With
@@ -69,6 +69,68 @@ pub enum Ended {
     Finished,
 }
 
+/// What went wrong with a capture stream.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureFault {
+    #[error("the capture produced no data")]
+    NoData,
+    /// The stream ended inside a block.
+    #[error(transparent)]
+    Truncated(SourceError),
+    #[error("the capture stream is corrupt: {0}")]
+    Corrupt(SourceError),
+    #[error("reading the capture failed: {0}")]
+    Read(std::io::Error),
+    #[error(
+        "the stream from the pod was cut (the API server or the node's kubelet went away); \
+         the {received} packets before it are kept"
+    )]
+    Cut { received: u64 },
+}
+
+/// Why a pod's capture failed. What tcpdump said on stderr (its last lines) is part of it.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    /// The capture container could not be added, or did not start.
+    #[error(transparent)]
+    Inject(#[from] super::inject::InjectError),
+    /// exec or attach was refused, or failed.
+    #[error("{0}")]
+    Connect(String),
+    /// The stream failed.
+    #[error("{fault}{}{}", exit_note(.exit), said(.stderr))]
+    Capture {
+        fault: CaptureFault,
+        exit: Option<Exit>,
+        stderr: String,
+    },
+    /// tcpdump ended by itself with an error.
+    #[error("tcpdump exited with code {code}{}", said(.stderr))]
+    Tcpdump { code: i32, stderr: String },
+    /// The remote command failed without an exit code.
+    #[error("the capture failed: {message}{}", said(.stderr))]
+    Failed { message: String, stderr: String },
+    /// attach: the container ended by itself, saying something.
+    #[error("the capture ended{}", said(.stderr))]
+    Ended { stderr: String },
+}
+
+fn exit_note(exit: &Option<Exit>) -> String {
+    match exit {
+        Some(Exit::Code(c)) => format!(" (exit code {c})"),
+        Some(Exit::Failed(m)) => format!(" ({m})"),
+        None => String::new(),
+    }
+}
+
+fn said(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
 fn params(container: &str, stdout_buf: usize) -> AttachParams {
     AttachParams::default()
         .container(container)
@@ -81,7 +143,7 @@ fn params(container: &str, stdout_buf: usize) -> AttachParams {
 type Stdin = WriteHalf<SimplexStream>;
 
 /// Connects: exec, or attach when asked or when exec is forbidden.
-async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdin, Via), String> {
+async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdin, Via), PodError> {
     if t.via != Via::Attach {
         let argv = script::argv(
             t.max_secs,
@@ -96,7 +158,9 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
             .await
         {
             Ok(mut p) => {
-                let stdin = p.stdin().ok_or("exec gave no stdin")?;
+                let stdin = p
+                    .stdin()
+                    .ok_or_else(|| PodError::Connect("exec gave no stdin".into()))?;
                 return Ok((p, stdin, Via::Exec));
             }
             Err(e) if t.via == Via::Auto && errors::rbac_denial(&e).is_some() => {
@@ -107,11 +171,11 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
                 ));
             }
             Err(e) => {
-                return Err(errors::explain(
+                return Err(PodError::Connect(errors::explain(
                     &e,
                     "starting the capture (pods/exec)",
                     t.namespace,
-                ))
+                )))
             }
         }
     }
@@ -120,18 +184,20 @@ async fn connect(t: &Target<'_>, tx: &SourceTx) -> Result<(AttachedProcess, Stdi
         .attach(t.pod, &params(t.container, t.stdout_buf))
         .await
         .map_err(|e| {
-            errors::explain(
+            PodError::Connect(errors::explain(
                 &e,
                 "attaching to the capture container (pods/attach)",
                 t.namespace,
-            )
+            ))
         })?;
     // the container waits for this line, so the stream starts with the pcap header
-    let mut stdin = p.stdin().ok_or("attach gave no stdin")?;
+    let mut stdin = p
+        .stdin()
+        .ok_or_else(|| PodError::Connect("attach gave no stdin".into()))?;
     stdin
         .write_all(b"go\n")
         .await
-        .map_err(|e| format!("starting the capture through attach: {e}"))?;
+        .map_err(|e| PodError::Connect(format!("starting the capture through attach: {e}")))?;
     Ok((p, stdin, Via::Attach))
 }
 
@@ -147,7 +213,7 @@ fn chatter(line: &str) -> bool {
 
 /// How the remote command ended, from the exec status frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Exit {
+pub enum Exit {
     Code(i32),
     /// A failure without an exit code ("container not running", an OCI runtime error…).
     Failed(String),
@@ -180,7 +246,7 @@ pub async fn stream(
     tx: &SourceTx,
     mut stop: watch::Receiver<StopLevel>,
     mut gone: watch::Receiver<Gone>,
-) -> Result<(Ended, Via), String> {
+) -> Result<(Ended, Via), PodError> {
     // a stop (or the pod going) while the connection is still being set up ends it there
     let connected = tokio::select! {
         c = connect(&t, tx) => c,
@@ -188,7 +254,9 @@ pub async fn stream(
         Ok(_) = gone.wait_for(|g| *g != Gone::No) => return Ok((Ended::PodGone, t.via)),
     };
     let (mut proc, mut stdin, via) = connected?;
-    let mut stdout = proc.stdout().ok_or("no stdout from the capture")?;
+    let mut stdout = proc
+        .stdout()
+        .ok_or_else(|| PodError::Connect("no stdout from the capture".into()))?;
     // kube's loop resolves this when it ends (with the exit status, or without one when the
     // connection broke, in which case it also leaves our stdout without an end of file)
     let mut status = proc.take_status().map(Box::pin);
@@ -196,12 +264,11 @@ pub async fn stream(
     let mut link_lost = false;
     let mut gone_open = true;
     let stderr = drain_stderr(proc.stderr(), t.pod.to_string(), |l| !chatter(l));
-    tx.state("capturing");
-    let mut dec = StreamDecoder::default();
+    tx.state(SourceState::Capturing);
+    let mut pump = Pump::new(READ);
     let mut ended: Option<Ended> = None;
-    let mut failure: Option<String> = None;
+    let mut failure: Option<CaptureFault> = None;
     let mut asked_to_stop = false;
-    let mut received: u64 = 0;
     let deadline = tokio::time::sleep(crate::live::FAR);
     tokio::pin!(deadline);
     let mut level = *stop.borrow();
@@ -212,44 +279,48 @@ pub async fn stream(
         }
         if level == StopLevel::Graceful && !asked_to_stop {
             asked_to_stop = true;
-            tx.state("stopping");
+            tx.state(SourceState::Stopping);
             // tcpdump flushes and prints its counts; we read on to the end
             let _ = tokio::time::timeout(Duration::from_secs(1), stdin.write_all(b"stop\n")).await;
             deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
         }
-        reserve_for_read(&mut dec.buf, READ);
         tokio::select! {
-            r = stdout.read_buf(&mut dec.buf) => match r {
+            r = pump.read(&mut stdout) => match r {
                 Ok(0) => {
                     if asked_to_stop {
                         ended.get_or_insert(Ended::Stopped);
                     }
                     if !asked_to_stop && *gone.borrow() == Gone::No {
-                        if dec.decoder.offset() == 0 && dec.buf.is_empty() {
-                            failure = Some("the capture produced no data".into());
-                        } else {
-                            failure = dec.finish();
-                        }
+                        failure = match pump.finish() {
+                            Ok(()) => None,
+                            Err(SourceError::NoData) => Some(CaptureFault::NoData),
+                            Err(e) => Some(CaptureFault::Truncated(e)),
+                        };
                     }
                     break;
                 }
                 Ok(_) => {
-                    let (batch, err) = dec.batch();
-                    received += batch
-                        .iter()
-                        .filter(|r| matches!(r, crate::format::Record::Packet(_)))
-                        .count() as u64;
-                    if !batch.is_empty() && !tx.records(batch).await {
-                        ended = Some(Ended::Stopped);
-                        break;
-                    }
-                    if let Some(e) = err {
-                        failure = Some(format!("the capture stream is corrupt: {e}"));
-                        break;
+                    // waiting for budget (a slow output) must not hide a stop request
+                    let delivered = pump
+                        .deliver(tx, &mut stop, |l| {
+                            level = l;
+                            l == StopLevel::Now
+                        })
+                        .await;
+                    match delivered {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Abandon) => {
+                            ended = Some(Ended::Stopped);
+                            break;
+                        }
+                        Err(e) => {
+                            failure = Some(CaptureFault::Corrupt(e));
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
-                    failure = Some(format!("reading the capture failed: {e}"));
+                    failure = Some(CaptureFault::Read(e));
                     break;
                 }
             },
@@ -288,10 +359,7 @@ pub async fn stream(
             }
             _ = &mut deadline => {
                 if link_lost && ended.is_none() {
-                    failure = Some(format!(
-                        "the stream from the pod was cut (the API server or the node's kubelet \
-                         went away); the {received} packets before it are kept"
-                    ));
+                    failure = Some(CaptureFault::Cut { received: pump.packets });
                 } else if exit.is_none() || asked_to_stop {
                     ended.get_or_insert(Ended::Stopped);
                 }
@@ -299,6 +367,7 @@ pub async fn stream(
             }
         }
     }
+    let received = pump.packets;
     // a stream that ended by itself may be its pod going away (the watch can tell us a moment
     // after the kubelet killed the capture): that is a clean end, not a failure
     if ended.is_none() && !asked_to_stop {
@@ -320,7 +389,7 @@ pub async fn stream(
         },
         (None, None) => None,
     };
-    // attach's status frame always says Success (DESIGN §4): it knows no exit code
+    // attach's status frame always says Success (docs/design.md §4): it knows no exit code
     if via == Via::Attach && code == Some(Exit::Code(0)) {
         code = None;
     }
@@ -338,34 +407,28 @@ pub async fn stream(
             ));
         }
     }
-    let said = if log.tail.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", log.said())
-    };
-    if let Some(f) = failure {
-        let code = match code {
-            Some(Exit::Code(c)) => format!(" (exit code {c})"),
-            Some(Exit::Failed(m)) => format!(" ({m})"),
-            None => String::new(),
-        };
-        return Err(format!("{f}{code}{said}"));
+    let stderr = log.said();
+    if let Some(fault) = failure {
+        return Err(PodError::Capture {
+            fault,
+            exit: code,
+            stderr,
+        });
     }
     match (ended, code) {
         (Some(e), _) => Ok((e, via)),
         (None, Some(Exit::Code(0))) => Ok((Ended::Finished, via)),
-        (None, Some(Exit::Code(c))) => Err(format!("tcpdump exited with code {c}{said}")),
-        (None, Some(Exit::Failed(m))) => Err(format!("the capture failed: {m}{said}")),
+        (None, Some(Exit::Code(code))) => Err(PodError::Tcpdump { code, stderr }),
+        (None, Some(Exit::Failed(message))) => Err(PodError::Failed { message, stderr }),
         // attach: the container ended by itself; what it said tells whether that was fine
-        (None, None) if via == Via::Attach && !log.tail.is_empty() => {
-            Err(format!("the capture ended{said}"))
-        }
+        (None, None) if via == Via::Attach && !stderr.is_empty() => Err(PodError::Ended { stderr }),
         (None, None) if via == Via::Attach => Ok((Ended::Finished, via)),
         // the stream ended with no exit status: the connection went, not the capture
-        (None, None) => Err(format!(
-            "the stream from the pod was cut (the API server or the node's kubelet went away); \
-             the {received} packets before it are kept{said}"
-        )),
+        (None, None) => Err(PodError::Capture {
+            fault: CaptureFault::Cut { received },
+            exit: None,
+            stderr,
+        }),
     }
 }
 

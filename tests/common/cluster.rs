@@ -7,6 +7,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The `podcap-testcluster` binary of the workspace's test-cluster crate, built beside ours
+/// (scripts/test builds every binary of the workspace before it runs the tests).
+pub fn testcluster_bin() -> PathBuf {
+    let ours = Path::new(env!("CARGO_BIN_EXE_podcap-merge"));
+    let bin = ours.with_file_name("podcap-testcluster");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A running `podcap-testcluster`; killed on drop.
 pub struct Server {
     pub child: Child,
@@ -18,7 +31,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         let child = spawn_ready(
-            Command::new(env!("CARGO_BIN_EXE_podcap-testcluster"))
+            Command::new(testcluster_bin())
                 .arg("--pods")
                 .arg(pods.to_string())
                 .arg("--kubeconfig")

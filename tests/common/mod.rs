@@ -5,7 +5,7 @@
 pub mod cluster;
 
 use bytes::BytesMut;
-use podcap_merge::format::{CaptureDecoder, Record};
+use podcap_format::{CaptureDecoder, Decoder as _, Record};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -3,7 +3,7 @@
 //! Input layout: the first byte is a *chunking control byte*, the rest is the capture data.
 //! The data is appended to a `BytesMut` chunk by chunk, and after each chunk the decoder is
 //! called until it returns `Ok(None)` (needs more bytes) or `Err` (after which it is never used
-//! again), exactly like `source::pump` drives it.
+//! again), exactly like the product's sources drive it (through the `podcap_format::Decoder` trait).
 //!
 //! | control byte  | chunk sizes                                                  |
 //! |---------------|--------------------------------------------------------------|
@@ -25,15 +25,13 @@
 //!   the section described;
 //! * the decoder makes progress (at most one record in a row without consuming bytes);
 //! * the records and the error are the same whether the input arrives in chunks or at once;
-//! * `decode_eof` (for `CaptureDecoder`) is `Ok` exactly when all fed bytes were consumed and
+//! * `decode_eof` (every decoder, through the `Decoder` trait) is `Ok` exactly when all fed bytes were consumed and
 //!   the input was not empty.
 
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use podcap_merge::format::pcap::PcapDecoder;
-use podcap_merge::format::pcapng::PcapngDecoder;
-use podcap_merge::format::{CaptureDecoder, DecodeError, Record, MAX_BLOCK_LEN};
+use podcap_format::{DecodeError, Decoder, Record, MAX_BLOCK_LEN};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -98,46 +96,6 @@ fn capacity_limit(fed: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-/// The decoders under test.
-pub trait Decode {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError>;
-    fn offset(&self) -> u64;
-    /// `decode_eof`, for decoders that have one.
-    fn eof(&mut self, _buf: &BytesMut) -> Option<Result<(), DecodeError>> {
-        None
-    }
-}
-
-impl Decode for PcapDecoder {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
-        PcapDecoder::decode(self, buf)
-    }
-    fn offset(&self) -> u64 {
-        PcapDecoder::offset(self)
-    }
-}
-
-impl Decode for PcapngDecoder {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
-        PcapngDecoder::decode(self, buf)
-    }
-    fn offset(&self) -> u64 {
-        PcapngDecoder::offset(self)
-    }
-}
-
-impl Decode for CaptureDecoder {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
-        CaptureDecoder::decode(self, buf)
-    }
-    fn offset(&self) -> u64 {
-        CaptureDecoder::offset(self)
-    }
-    fn eof(&mut self, buf: &BytesMut) -> Option<Result<(), DecodeError>> {
-        Some(self.decode_eof(buf))
-    }
-}
 
 /// The chunk sizes selected by the control byte.
 pub struct Chunks {
@@ -235,7 +193,7 @@ impl Sections {
 }
 
 /// Feeds `data` to `dec` in the chunks `chunks` selects, checking every call.
-pub fn run<D: Decode>(dec: &mut D, data: &[u8], mut chunks: Chunks) -> Outcome {
+pub fn run<D: Decoder>(dec: &mut D, data: &[u8], mut chunks: Chunks) -> Outcome {
     let max_alloc = alloc_limit(data.len());
     let mut buf = BytesMut::new();
     let mut fed = 0usize;
@@ -295,7 +253,7 @@ pub fn run<D: Decode>(dec: &mut D, data: &[u8], mut chunks: Chunks) -> Outcome {
     }
 
     let eof = if error.is_none() {
-        let (eof, peak) = tracked(|| dec.eof(&buf));
+        let (eof, peak) = tracked(|| Some(dec.decode_eof(&buf)));
         assert!(peak <= max_alloc, "decode_eof made a {peak}-byte allocation");
         if let Some(res) = &eof {
             // `data` was fed completely here.
@@ -331,7 +289,7 @@ fn debug() -> bool {
 
 /// The whole fuzz target: chunked run with all checks, then (unless the control byte already
 /// asked for it) a whole-input run whose outcome must be identical.
-pub fn fuzz<D: Decode>(input: &[u8], new: impl Fn() -> D) {
+pub fn fuzz<D: Decoder>(input: &[u8], new: impl Fn() -> D) {
     let Some((&ctl, data)) = input.split_first() else {
         return;
     };

@@ -1,6 +1,6 @@
-use super::pcap::{self, PcapDecoder};
-use super::pcapng::{self, PcapngDecoder};
-use super::{DecodeError, Record};
+use crate::pcap::{self, PcapDecoder};
+use crate::pcapng::{self, PcapngDecoder};
+use crate::{DecodeError, Decoder, Record};
 use bytes::BytesMut;
 
 /// Decodes either classic pcap or pcapng, chosen by the first four bytes.
@@ -16,9 +16,10 @@ impl CaptureDecoder {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// Bytes consumed so far (the offset of the next record).
-    pub fn offset(&self) -> u64 {
+impl Decoder for CaptureDecoder {
+    fn offset(&self) -> u64 {
         match self {
             CaptureDecoder::Detect => 0,
             CaptureDecoder::Pcap(d) => d.offset(),
@@ -26,9 +27,7 @@ impl CaptureDecoder {
         }
     }
 
-    /// Takes the next complete record off the front of `buf`, or returns `Ok(None)` when more
-    /// bytes are needed. After an error the decoder must not be used again.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
         match self {
             CaptureDecoder::Pcap(d) => d.decode(buf),
             CaptureDecoder::Pcapng(d) => d.decode(buf),
@@ -48,23 +47,12 @@ impl CaptureDecoder {
         }
     }
 
-    /// Called once the input has ended, with whatever was left unconsumed in `buf`: returns the
-    /// error that explains an empty or truncated input, if any.
-    pub fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
+    fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
         match self {
-            CaptureDecoder::Detect if buf.is_empty() => Err(DecodeError::new(
-                0,
-                "the input is empty: no capture data at all",
-            )),
-            CaptureDecoder::Detect => Err(not_a_capture(buf)),
-            _ if buf.is_empty() => Ok(()),
-            _ => Err(DecodeError::new(
-                self.offset(),
-                format!(
-                    "truncated: the input ends {} byte(s) into a block or record; the packets before it were kept",
-                    buf.len()
-                ),
-            )),
+            CaptureDecoder::Detect if !buf.is_empty() => Err(not_a_capture(buf)),
+            CaptureDecoder::Detect => crate::check_eof(0, buf),
+            CaptureDecoder::Pcap(d) => d.decode_eof(buf),
+            CaptureDecoder::Pcapng(d) => d.decode_eof(buf),
         }
     }
 }

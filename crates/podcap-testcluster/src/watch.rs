@@ -15,9 +15,10 @@ use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::api::{bad_request, query_param, respond, Body, Resp, Shared};
 use super::objects::{field_value, labels_of, now_unix, str_at, Resource, State};
+use super::respond::{bad_request, query_param, respond, Body, Resp};
 use super::selectors::{FieldSelector, LabelSelector};
+use super::shared::Shared;
 use super::table;
 
 /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK (the real server: about
@@ -96,7 +97,7 @@ impl Filter {
 
 /// Body of the 410 for a watch from a resourceVersion older than the retained window.
 pub fn expired_body(requested: u64, base: u64) -> String {
-    super::api::status_body(
+    super::respond::status_body(
         410,
         "Expired",
         &format!("too old resource version: {requested} ({base})"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::api::Shared;
 use super::objects::str_at;
+use super::shared::Shared;
 use super::write::{self, STEP};
 
 /// Parses `N@SECS` (`--add-pods`) into N copies of SECS.

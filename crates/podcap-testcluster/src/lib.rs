@@ -14,8 +14,10 @@ pub mod kubelet;
 pub mod objects;
 pub mod patch;
 pub mod policy;
+pub mod respond;
 pub mod scale;
 pub mod selectors;
+pub mod shared;
 pub mod stream;
 pub mod synth;
 pub mod table;
@@ -135,7 +137,7 @@ pub struct TestCluster {
     /// Namespace of the demo pods (the kubeconfig context's namespace).
     pub namespace: String,
     /// Shared state, for in-process callers that want to inspect or change it.
-    pub shared: Arc<api::Shared>,
+    pub shared: Arc<shared::Shared>,
     stop: tokio_watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -185,7 +187,7 @@ impl TestCluster {
             pending: std::time::Duration::try_from_secs_f64(config.pending_secs)
                 .map_err(|e| format!("--pending-secs: {e}"))?,
         };
-        let shared = Arc::new(api::Shared {
+        let shared = Arc::new(shared::Shared {
             faults,
             state: Mutex::new(state),
             token: token.clone(),
@@ -252,7 +254,7 @@ impl TestCluster {
 
 /// As root: a network namespace per demo pod, each pinging the next one (the last pings the
 /// first; a single pod pings itself), so captures inside a pod see traffic.
-fn start_demo_network(shared: &Arc<api::Shared>) {
+fn start_demo_network(shared: &Arc<shared::Shared>) {
     if !shared.kubelet.netns_enabled {
         return;
     }
@@ -300,7 +302,7 @@ fn start_demo_network(shared: &Arc<api::Shared>) {
 async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    shared: Arc<api::Shared>,
+    shared: Arc<shared::Shared>,
     mut stopped: tokio_watch::Receiver<bool>,
 ) {
     loop {

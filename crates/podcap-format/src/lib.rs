@@ -1,7 +1,9 @@
+#![doc = include_str!("../README.md")]
+//!
 //! Capture formats: the records every decoder yields, incremental decoders for classic pcap
 //! and pcapng, and the pcapng encoder.
 //!
-//! Decoders work like tokio-util codecs: [`CaptureDecoder::decode`] is handed the bytes read so
+//! Decoders work like tokio-util codecs: [`Decoder::decode`] is handed the bytes read so
 //! far in a [`BytesMut`], takes one complete record off its front (packet payloads are
 //! zero-copy [`Bytes`] slices of that buffer) or returns `Ok(None)` when it needs more bytes.
 //! They never allocate what a header claims: a block is only returned once all of its bytes
@@ -14,8 +16,46 @@ pub mod pcapng;
 
 pub use detect::CaptureDecoder;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::fmt;
+
+/// An incremental capture decoder (pcap, pcapng, or either, detected by the first bytes).
+///
+/// Like a tokio-util codec: the caller appends the bytes it reads to a [`BytesMut`] and calls
+/// [`decode`](Decoder::decode) until it returns `Ok(None)` (more bytes needed); at the end of
+/// the input it calls [`decode_eof`](Decoder::decode_eof) once with what is left. After an
+/// error the decoder must not be used again.
+pub trait Decoder {
+    /// Takes the next complete record off the front of `buf` (payloads are zero-copy slices of
+    /// it), or returns `Ok(None)` when more bytes are needed.
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError>;
+    /// Called once the input has ended, with whatever was left unconsumed in `buf`: the error
+    /// that explains an empty or truncated input, if any.
+    fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError>;
+    /// Bytes consumed so far: the offset of the next record from the start of the input.
+    fn offset(&self) -> u64;
+}
+
+/// The end-of-input check every decoder shares: nothing may be left over, and an input must
+/// have held something.
+pub(crate) fn check_eof(offset: u64, rest: &BytesMut) -> Result<(), DecodeError> {
+    if offset == 0 && rest.is_empty() {
+        Err(DecodeError::new(
+            0,
+            "the input is empty: no capture data at all",
+        ))
+    } else if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::new(
+            offset,
+            format!(
+                "truncated: the input ends {} byte(s) into a block or record; the packets before it were kept",
+                rest.len()
+            ),
+        ))
+    }
+}
 
 /// The largest block or record we accept (16 MiB). Real captures stay far below it
 /// (tcpdump's largest snaplen is 256 KiB); anything claiming more is corrupt.

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::api::{respond, status_body, Resp};
 use super::objects::{str_at, Resource};
+use super::respond::{respond, status_body, Resp};
 
 /// The namespace label Pod Security admission enforces.
 pub const PSA_LABEL: &str = "pod-security.kubernetes.io/enforce";

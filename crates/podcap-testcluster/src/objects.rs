@@ -1,5 +1,5 @@
 //! The cluster state: a fixed set of objects built at start (namespaces, one node, a Deployment
-//! with its ReplicaSet and N pods, Services), kept behind a `Mutex` in [`super::api`] so later
+//! with its ReplicaSet and N pods, Services), kept behind a `Mutex` in [`super::shared::Shared`] so later
 //! work can add create/delete/watch.
 
 use std::collections::{BTreeMap, VecDeque};

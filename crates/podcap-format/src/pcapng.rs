@@ -2,8 +2,9 @@
 //! skipped. Several sections per stream, each with its own byte order and interfaces;
 //! `if_tsresol` (base 10 and base 2) and `if_tsoffset` applied per interface.
 
-use super::{
-    DecodeError, Endian, Interface, InterfaceStats, NameRecord, Packet, Record, MAX_BLOCK_LEN,
+use crate::{
+    DecodeError, Decoder, Endian, Interface, InterfaceStats, NameRecord, Packet, Record,
+    MAX_BLOCK_LEN,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -109,21 +110,30 @@ fn string_opt(v: &[u8]) -> String {
     String::from_utf8_lossy(&v[..end]).into_owned()
 }
 
+impl Decoder for PcapngDecoder {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+        self.next_record(buf)
+    }
+
+    fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
+        crate::check_eof(self.offset, buf)
+    }
+
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
 impl PcapngDecoder {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Bytes consumed so far.
-    pub fn offset(&self) -> u64 {
-        self.offset
     }
 
     fn options<'a>(&self, endian: Endian, body: &'a [u8], at: usize) -> Options<'a> {
         Options { body, endian, at }
     }
 
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+    fn next_record(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
         loop {
             if buf.len() < 12 {
                 return Ok(None);

@@ -1,6 +1,6 @@
 //! Classic pcap (libpcap) decoder: all four magics (µs/ns × little/big endian), any link type.
 
-use super::{DecodeError, Endian, Interface, Packet, Record, MAX_BLOCK_LEN};
+use crate::{DecodeError, Decoder, Endian, Interface, Packet, Record, MAX_BLOCK_LEN};
 use bytes::{Buf, BytesMut};
 
 pub const MAGIC_USEC: u32 = 0xa1b2_c3d4;
@@ -27,17 +27,26 @@ pub struct PcapDecoder {
     offset: u64,
 }
 
+impl Decoder for PcapDecoder {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+        self.next_record(buf)
+    }
+
+    fn decode_eof(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
+        crate::check_eof(self.offset, buf)
+    }
+
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
 impl PcapDecoder {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Bytes consumed so far.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
+    fn next_record(&mut self, buf: &mut BytesMut) -> Result<Option<Record>, DecodeError> {
         if let Some(iface) = self.pending.take() {
             return Ok(Some(Record::Interface(iface)));
         }

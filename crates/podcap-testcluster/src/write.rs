@@ -8,10 +8,9 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::api::{
-    bad_request, json_resp, not_found, query_param, respond, status_body, Resp, Shared,
-};
 use super::objects::{self, now_unix, rfc3339, str_at, HOST_IP, NODE_NAME};
+use super::respond::{bad_request, json_resp, not_found, query_param, respond, status_body, Resp};
+use super::shared::Shared;
 
 /// Delay of each pretend scheduler/kubelet step (Pending → ContainerCreating → Running), and of
 /// the removal of a pod after a graceful delete.

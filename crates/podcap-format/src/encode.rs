@@ -1,8 +1,8 @@
 //! pcapng encoder: host byte order (dumpcap and Wireshark's pipe reader reject byte-swapped
 //! pcapng on a pipe), nanosecond timestamps on every interface.
 
-use super::pcapng::{BYTE_ORDER_MAGIC, EPB, IDB, ISB, NRB, SHB};
-use super::NameRecord;
+use crate::pcapng::{BYTE_ORDER_MAGIC, EPB, IDB, ISB, NRB, SHB};
+use crate::NameRecord;
 use std::io::{self, Write};
 
 /// Output buffer size: blocks are gathered and written in chunks of about this size.

@@ -17,9 +17,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::Message;
 
-use super::api::{bad_request, not_found, query_param, respond, url_decode, Body, Resp, Shared};
 use super::kubelet::Proc;
 use super::objects::{self, str_at};
+use super::respond::{bad_request, not_found, query_param, respond, url_decode, Body, Resp};
+use super::shared::Shared;
 
 const V5: &str = "v5.channel.k8s.io";
 const V4: &str = "v4.channel.k8s.io";

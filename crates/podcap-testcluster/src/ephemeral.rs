@@ -11,10 +11,11 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::api::{bad_request, json_resp, not_found, respond, status_body, Resp, Shared};
 use super::objects::{self, now_unix, rfc3339, str_at};
 use super::patch;
 use super::policy;
+use super::respond::{bad_request, json_resp, not_found, respond, status_body, Resp};
+use super::shared::Shared;
 use super::write::{default_container, update_pod, Cause, STEP};
 
 fn list(pod: &Value, key: &str) -> Vec<Value> {

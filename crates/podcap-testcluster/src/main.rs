@@ -8,9 +8,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use podcap_merge::testcluster::policy::Deny;
-use podcap_merge::testcluster::scale;
-use podcap_merge::testcluster::{parse_labels, Config, TestCluster};
+use podcap_testcluster::policy::Deny;
+use podcap_testcluster::scale;
+use podcap_testcluster::{parse_labels, Config, TestCluster};
+
+/// Logging to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
 
 /// A local stand-in Kubernetes API server that the real kubectl accepts.
 #[derive(Debug, Parser)]
@@ -64,10 +75,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Some(code) = podcap_merge::testcluster::synth::main_if_invoked() {
+    if let Some(code) = podcap_testcluster::synth::main_if_invoked() {
         return code;
     }
-    podcap_merge::init_logging();
+    init_logging();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,52 @@
+//! What the command line says back to the user when it cannot run, in one place.
+
+use std::path::Path;
+
+pub const NOTHING_TO_CAPTURE: &str = "nothing to capture: name pods (-l app=NAME, POD, \
+     deploy/NAME), or give --cmd NAME=COMMAND or --stdin; `podcap-merge merge FILE…` merges \
+     files; `podcap-merge demo` tries it all on a local test cluster";
+pub const PODS_AND_LOCAL: &str = "pods and --cmd/--stdin cannot be captured in one run";
+pub const RING_NEEDS_FILE: &str = "-b needs an output file name: add -w PREFIX.pcapng";
+pub const RING_NEEDS_SWITCH: &str =
+    "-b files:N needs a condition to switch files: filesize, duration, interval or packets";
+pub const COMPRESS_NEEDS_FILE: &str = "--compress needs an output file (-w FILE)";
+pub const STDOUT_IS_TERMINAL: &str = "standard output is a terminal: pipe the capture into a \
+     reader (| wireshark -k -i -, | tshark -i -) or write it to a file with -w FILE";
+pub const STDIN_TWICE: &str = "standard input (-) can be given only once";
+pub const NO_DEMO: &str = "this podcap-merge was built without the demo feature \
+     (cargo install --no-default-features): build it with default features to run the demo";
+
+pub fn duplicate_cmd_name(name: &str) -> String {
+    format!("--cmd name {name:?} is used twice: names must be unique")
+}
+
+pub fn too_many_names(names: usize, inputs: usize) -> String {
+    format!("{names} --name given for {inputs} input(s): give at most one per input")
+}
+
+pub fn output_is_input(out: &Path) -> String {
+    format!(
+        "the output {} is also an input: write the merge to another file",
+        out.display()
+    )
+}
+
+pub fn bad_key_value(flag: &str, spec: &str, example: &str) -> String {
+    format!("{flag} {spec}: expected KEY:VALUE, e.g. {example}")
+}
+
+pub fn not_a_count(flag: &str, spec: &str, value: &str) -> String {
+    format!("{flag} {spec}: {value:?} is not a positive whole number")
+}
+
+pub fn unknown_key(flag: &str, spec: &str, key: &str, known: &str) -> String {
+    format!("{flag} {spec}: unknown key {key:?}; use {known}")
+}
+
+pub fn whole_seconds(flag: &str, spec: &str) -> String {
+    format!("{flag} {spec}: the interval must be a whole number of seconds (at least 1)")
+}
+
+pub fn bad_command_spec(s: &str) -> String {
+    format!("expected NAME=COMMAND, e.g. web='ip netns exec web tcpdump -U -i any -w -'; got {s:?}")
+}
