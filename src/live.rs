@@ -390,7 +390,9 @@ impl Default for LiveOptions {
 
 /// Captures from the local sources until they end, a stop condition is met, or SIGINT/SIGTERM
 /// (a second one forces the stop).
-pub fn run_live(opts: LiveOptions, cfg: EngineConfig) -> io::Result<Report> {
+pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> {
+    // live sources: the watermark rule, never the exact one
+    cfg.window.get_or_insert(crate::merge::DEFAULT_WINDOW);
     Session::new()?.capture(cfg, move |events, stop| async move {
         let mut tasks = Vec::new();
         for spec in opts.commands {

@@ -168,7 +168,9 @@ fn describe_plan(pod: &Pod, opts: &PodOptions) -> String {
 }
 
 /// Captures the selected pods until a stop condition; returns the engine's report.
-pub fn run_pods(opts: PodOptions, cfg: EngineConfig) -> Result<Report, StartError> {
+pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, StartError> {
+    // pods are live sources: the watermark rule, never the exact one
+    cfg.window.get_or_insert(crate::merge::DEFAULT_WINDOW);
     let session = Session::new()?;
     let Some(plan) = session.block_on(plan(&opts))? else {
         return Ok(Report::default()); // --dry-run
