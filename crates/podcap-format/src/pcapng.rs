@@ -283,28 +283,28 @@ impl PcapngDecoder {
 
     fn enhanced_packet(&self, endian: Endian, body: &Bytes) -> Result<Record, String> {
         let iface = endian.u32(body, 0);
-        let clock = self.clock(iface)?;
-        let raw = (u64::from(endian.u32(body, 4)) << 32) | u64::from(endian.u32(body, 8));
-        let cap_len = endian.u32(body, 12) as usize;
-        let orig_len = endian.u32(body, 16);
-        let (data, end) = Self::packet_data(body, 20, cap_len, "enhanced packet")?;
-        let flags = self.flags(endian, body, end)?;
-        Ok(Record::Packet(Packet {
-            iface,
-            ts: Some(timestamp_ns(raw, clock.resol, clock.offset_s)),
-            orig_len,
-            data,
-            flags,
-        }))
+        self.timed_packet(endian, body, iface, "enhanced packet")
     }
 
+    /// The obsolete Packet Block: an EPB with a 16-bit interface id (and a drop count).
     fn obsolete_packet(&self, endian: Endian, body: &Bytes) -> Result<Record, String> {
         let iface = u32::from(endian.u16(body, 0));
+        self.timed_packet(endian, body, iface, "packet block")
+    }
+
+    /// What EPB and PB share after the interface id: timestamp, lengths, data, options.
+    fn timed_packet(
+        &self,
+        endian: Endian,
+        body: &Bytes,
+        iface: u32,
+        what: &str,
+    ) -> Result<Record, String> {
         let clock = self.clock(iface)?;
         let raw = (u64::from(endian.u32(body, 4)) << 32) | u64::from(endian.u32(body, 8));
         let cap_len = endian.u32(body, 12) as usize;
         let orig_len = endian.u32(body, 16);
-        let (data, end) = Self::packet_data(body, 20, cap_len, "packet block")?;
+        let (data, end) = Self::packet_data(body, 20, cap_len, what)?;
         let flags = self.flags(endian, body, end)?;
         Ok(Record::Packet(Packet {
             iface,
