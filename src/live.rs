@@ -11,7 +11,7 @@ use crate::engine::{EngineConfig, Report, GRACE};
 use crate::output::SourceLabel;
 use crate::session::Session;
 use crate::source::{pump, Flow, Pump, SourceError, SourceTx, DEFAULT_BUDGET};
-use crate::stop::StopLevel;
+use crate::stop::{level_after, StopLevel};
 use std::collections::VecDeque;
 use std::io;
 use std::process::Stdio;
@@ -274,11 +274,13 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         }
     }
     let stopping = st.signalled || st.forced;
-    if eof_failure.is_some() && stopping {
-        // we stopped it: a stream cut mid-block (ssh, kubectl) is expected, not a failure
-        tracing::info!(source = %spec.name, "cut after the stop");
-    } else if eof_failure.is_some() {
-        failure = eof_failure;
+    if let Some(f) = eof_failure {
+        if stopping {
+            // we stopped it: a stream cut mid-block (ssh, kubectl) is expected, not a failure
+            tracing::info!(source = %spec.name, "its stream was cut after the stop");
+        } else {
+            failure = Some(f);
+        }
     }
     // The stream is over (or we stop reading): make sure the process goes too. One that was
     // already asked to stop is left to finish (a second SIGINT can cut tcpdump's final counts).
@@ -319,18 +321,6 @@ pub async fn command_source(spec: CommandSpec, tx: SourceTx, mut stop: watch::Re
         None => {}
     }
     tx.end();
-}
-
-/// The stop level after a change notification; a vanished sender means stop now.
-fn level_after(
-    changed: Result<(), watch::error::RecvError>,
-    stop: &watch::Receiver<StopLevel>,
-) -> StopLevel {
-    if changed.is_ok() {
-        *stop.borrow()
-    } else {
-        StopLevel::Now
-    }
 }
 
 /// A timer that does not fire.

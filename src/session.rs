@@ -65,7 +65,7 @@ impl Session {
 /// SIGINT/SIGTERM: the first stops gracefully, the second at once (and if the output still
 /// cannot be finished within 3 s — a reader that stopped reading — exits anyway), a third
 /// exits immediately.
-pub async fn handle_signals(stop: Arc<Stop>) {
+async fn handle_signals(stop: Arc<Stop>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

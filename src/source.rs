@@ -8,7 +8,7 @@
 
 use crate::error::SourceFailure;
 use crate::output::SourceLabel;
-use crate::stop::StopLevel;
+use crate::stop::{level_after, StopLevel};
 use bytes::BytesMut;
 use podcap_format::Decoder as _;
 use podcap_format::{CaptureDecoder, DecodeError, Record};
@@ -452,8 +452,7 @@ impl Pump {
                         break;
                     }
                     changed = stop.changed() => {
-                        let level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
-                        if on_stop(level) {
+                        if on_stop(level_after(changed, stop)) {
                             return Ok(Flow::Abandon);
                         }
                     }
@@ -469,10 +468,5 @@ impl Pump {
     /// At the end of the stream: why it is not a whole capture, if it is not.
     pub fn finish(&mut self) -> Result<(), SourceError> {
         self.dec.finish()
-    }
-
-    /// Bytes decoded so far.
-    pub fn offset(&self) -> u64 {
-        self.dec.decoder.offset()
     }
 }

@@ -62,3 +62,16 @@ impl Stop {
         self.tx.subscribe()
     }
 }
+
+/// The stop level after a change notification from [`Stop::subscribe`]; a vanished sender
+/// means stop now.
+pub fn level_after(
+    changed: Result<(), watch::error::RecvError>,
+    stop: &watch::Receiver<StopLevel>,
+) -> StopLevel {
+    if changed.is_ok() {
+        *stop.borrow()
+    } else {
+        StopLevel::Now
+    }
+}

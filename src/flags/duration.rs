@@ -66,19 +66,6 @@ impl std::fmt::Display for Time {
     }
 }
 
-/// A time flag's value within `min..=max`, named in the message.
-pub fn bounded(flag: &str, value: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = parse_duration(value).map_err(|e| format!("{flag} {e}"))?;
-    if d < min || d > max {
-        return Err(format!(
-            "{flag} {value}: must be between {} and {}",
-            show(min),
-            show(max)
-        ));
-    }
-    Ok(d)
-}
-
 /// A duration as a user would write it back.
 pub fn show(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -111,8 +98,8 @@ mod tests {
         for bad in ["", "ms", "1e20", "-1", "1x", "1.2.3s", "nan"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert!(bounded("--duration", "0", ms(1), ms(10)).is_err());
-        assert_eq!(bounded("--duration", "5ms", ms(1), ms(10)), Ok(ms(5)));
+        assert!(Time(ms(0)).within("--duration", ms(1), ms(10)).is_err());
+        assert_eq!(Time(ms(5)).within("--duration", ms(1), ms(10)), Ok(ms(5)));
         assert_eq!(show(ms(300)), "300ms");
         assert_eq!(show(ms(2500)), "2.5s");
         assert_eq!(show(Duration::from_secs(86400)), "24h");

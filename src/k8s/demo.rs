@@ -49,8 +49,8 @@ pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartE
     });
     let (kubeconfig, netns) = ready_rx
         .recv()
-        .map_err(|_| "the test cluster did not start".to_string())?
-        .map_err(|e| format!("the test cluster did not start: {e}"))?;
+        .map_err(|_| io::Error::other("the test cluster did not start"))?
+        .map_err(|e| io::Error::other(format!("the test cluster did not start: {e}")))?;
     let path = std::env::temp_dir().join(format!("podcap-demo-{}.kubeconfig", std::process::id()));
     {
         // private and new: never through a link someone left in the temp folder
@@ -86,7 +86,6 @@ pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartE
         gzip: out.to_string_lossy().ends_with(".gz"),
     });
     cfg.duration = Some(duration);
-    cfg.window = Some(crate::merge::DEFAULT_WINDOW);
     cfg.progress = true;
     let result = run_pods(opts, cfg);
     let _ = stop_tx.send(());

@@ -10,7 +10,7 @@ use super::Via;
 use crate::engine::GRACE;
 use crate::live::drain_stderr;
 use crate::source::{Flow, Pump, SourceError, SourceState, SourceTx};
-use crate::stop::StopLevel;
+use crate::stop::{level_after, StopLevel};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
@@ -325,7 +325,7 @@ pub async fn stream(
                 }
             },
             changed = stop.changed() => {
-                level = if changed.is_ok() { *stop.borrow() } else { StopLevel::Now };
+                level = level_after(changed, &stop);
             }
             st = async {
                 match status.as_mut() {
