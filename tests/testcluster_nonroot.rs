@@ -59,6 +59,8 @@ fn output_within(cmd: &mut Command, secs: u64) -> Output {
 struct NobodyCluster {
     child: Child,
     dir: tempfile::TempDir,
+    /// Holds the copy of the binary nobody runs.
+    _bin_dir: tempfile::TempDir,
 }
 
 impl NobodyCluster {
@@ -71,6 +73,17 @@ impl NobodyCluster {
                 .expect("chmod tempdir");
         }
         let kubeconfig = dir.path().join("kubeconfig");
+        // nobody must be able to run the binary (it is also the pods' tcpdump shim), wherever
+        // the checkout is (a `mktemp -d` clone is 0700 root): run a copy from a directory of
+        // its own that nobody may enter
+        let bin_dir = tempfile::tempdir().expect("tempdir");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod bin dir");
+        }
+        let bin = bin_dir.path().join("podcap-testcluster");
+        std::fs::copy(common::cluster::testcluster_bin(), &bin).expect("copy the test cluster");
         let child = spawn_ready(
             Command::new("setpriv")
                 .args([
@@ -78,7 +91,7 @@ impl NobodyCluster {
                     &format!("--regid={NOBODY}"),
                     "--clear-groups",
                 ])
-                .arg(common::cluster::testcluster_bin())
+                .arg(&bin)
                 .arg("--pods")
                 .arg(pods.to_string())
                 .arg("--kubeconfig")
@@ -91,7 +104,11 @@ impl NobodyCluster {
                 .stderr(Stdio::inherit()),
             "the test cluster run as nobody (setpriv)",
         );
-        let c = NobodyCluster { child, dir };
+        let c = NobodyCluster {
+            child,
+            dir,
+            _bin_dir: bin_dir,
+        };
         // setpriv execs the server: same PID, now unprivileged.
         let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id()))
             .expect("/proc/PID/status");
