@@ -61,6 +61,8 @@ pub struct Report {
     pub sources: Vec<SourceStatus>,
     /// The reader of our stdout went away (not an error).
     pub consumer_closed: bool,
+    /// Packets handed to the output before the reader went away (when it did).
+    pub delivered: Option<u64>,
     /// Why the run stopped, when it was not the end of every source.
     pub stopped_by: Option<String>,
     /// Files written (a ring may have deleted the oldest since).
@@ -77,8 +79,11 @@ impl Report {
     pub fn packets(&self) -> u64 {
         self.sources.iter().map(|s| s.packets).sum()
     }
+    /// Failed sources, plus the output and the run when they failed.
     pub fn errors(&self) -> usize {
         self.sources.iter().filter(|s| s.error.is_some()).count()
+            + usize::from(self.output_error.is_some())
+            + usize::from(self.run_error.is_some())
     }
     pub fn summary(&self) -> String {
         let mut extra = Vec::new();
@@ -86,13 +91,24 @@ impl Report {
             extra.push(format!("stopped: {s}"));
         }
         if self.consumer_closed {
-            extra.push("the reader of the output went away; capture stopped".into());
+            let delivered = self.delivered.unwrap_or(0);
+            extra.push(format!(
+                "the reader of the output went away after {delivered} of the {} packets were \
+                 handed to it (the rest were not delivered); capture stopped",
+                self.packets()
+            ));
+        }
+        if let Some(e) = &self.output_error {
+            extra.push(format!("OUTPUT FAILED: {e}"));
+        }
+        if let Some(e) = &self.run_error {
+            extra.push(format!("RUN FAILED: {e}"));
         }
         if self.files.len() > 1 {
             extra.push(format!("{} files written", self.files.len()));
         }
         extra.extend(self.notes.iter().cloned());
-        summary(&self.sources, &extra)
+        summary(&self.sources, self.errors(), &extra)
     }
 }
 
@@ -115,6 +131,10 @@ struct Engine {
     written: u64,
     started: Instant,
     report: Report,
+    /// Each note said by a source, and by how many.
+    notes: HashMap<String, usize>,
+    /// The interruption has been said.
+    interrupted: bool,
 }
 
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -184,7 +204,11 @@ impl Engine {
                 self.status[idx].gap_ns += to_ns.saturating_sub(from_ns);
             }
             SourceEvent::Note(n) => {
-                if self.cfg.report_errors {
+                // a note every pod repeats (a Pod Security fallback, exec forbidden) is said
+                // once, and how many it concerned goes in the summary
+                let seen = self.notes.entry(n.clone()).or_insert(0);
+                *seen += 1;
+                if self.cfg.report_errors && *seen == 1 {
                     self.progress
                         .println(&format!("podcap-merge: {}: {n}", self.status[idx].origin));
                 }
@@ -263,9 +287,26 @@ impl Engine {
         }
     }
 
+    /// A signal stopped the run: say so once, above the progress rows, and in the summary.
+    fn note_interruption(&mut self) {
+        if self.interrupted {
+            return;
+        }
+        if let Some(signal) = self.stop.interrupted_by() {
+            self.interrupted = true;
+            if self.report.stopped_by.is_none() {
+                self.report.stopped_by = Some(format!("interrupted by {signal}"));
+            }
+            self.progress.println(
+                "podcap-merge: stopping: finishing what the sources still send (again to stop at once)",
+            );
+        }
+    }
+
     /// Periodic work: flush, watch the pipe, stop conditions, time-based rotation, progress.
     fn housekeeping(&mut self) -> io::Result<()> {
         self.output.flush()?;
+
         if self.sink.is_stdout && stdout_reader_gone() {
             return Err(io::Error::from(io::ErrorKind::BrokenPipe));
         }
@@ -299,6 +340,9 @@ impl Engine {
         }
         loop {
             let mut level = self.stop.level();
+            if level != StopLevel::Running {
+                self.note_interruption();
+            }
             if level == StopLevel::Graceful && self.cfg.window.is_none() {
                 level = StopLevel::Now; // files: nothing to wait for
             }
@@ -405,12 +449,23 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         written: 0,
         started: Instant::now(),
         report: Report::default(),
+        notes: HashMap::new(),
+        interrupted: false,
     };
     if let Some(w) = engine.cfg.window {
         engine.merger = Merger::with_window(w);
     }
     let cfg_target = engine.cfg.target.clone();
     let result = engine.run(&rx);
+    engine.note_interruption();
+    let mut repeated: Vec<(&String, &usize)> =
+        engine.notes.iter().filter(|(_, n)| **n > 1).collect();
+    repeated.sort();
+    let repeated: Vec<String> = repeated
+        .into_iter()
+        .map(|(note, n)| format!("said of {n} sources (printed once): {note}"))
+        .collect();
+    engine.report.notes.extend(repeated);
     // whatever happened, sources must stop now (also those waiting for budget)
     stop.request(StopLevel::Now);
     for src in &engine.srcs {
@@ -427,6 +482,7 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         ..
     } = engine;
     report.sources = status;
+    let delivered = output.delivered();
     let finished = match result {
         Ok(()) => output.finish().and_then(FileOut::close),
         Err(e) => {
@@ -443,7 +499,10 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
     }
     match finished {
         Ok(()) => {}
-        Err(e) if is_broken_pipe(&e) => report.consumer_closed = true,
+        Err(e) if is_broken_pipe(&e) => {
+            report.consumer_closed = true;
+            report.delivered = Some(delivered);
+        }
         Err(e) => {
             let what = match (&cfg_target, report.files.last()) {
                 (Target::Ring { .. }, Some(f)) => format!(

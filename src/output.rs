@@ -50,6 +50,9 @@ pub struct Output<W: Write> {
     /// Every name record written so far, repeated at the start of each rotated file.
     names: Vec<NameRecord>,
     names_seen: HashSet<(u16, bytes::Bytes)>,
+    /// Packets written to the writer, and those of them the writer has handed on (flushed).
+    written: u64,
+    delivered: u64,
 }
 
 /// The application name written in the SHB.
@@ -89,6 +92,8 @@ impl<W: Write> Output<W> {
             names_used: HashSet::new(),
             names: Vec::new(),
             names_seen: HashSet::new(),
+            written: 0,
+            delivered: 0,
         })
     }
 
@@ -235,6 +240,7 @@ impl<W: Write> Output<W> {
                     return Ok(());
                 };
                 state.packets += 1;
+                self.written += 1;
                 state.bytes += p.data.len() as u64;
                 let ts = p.ts.unwrap_or(0);
                 let t = &mut self.interfaces[id as usize].totals;
@@ -290,6 +296,14 @@ impl<W: Write> Output<W> {
 
     /// Flushes what is buffered to the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        self.writer.flush()?;
+        self.delivered = self.written;
+        Ok(())
+    }
+
+    /// Packets handed on by the last successful flush (what a reader that went away may have
+    /// read at most).
+    pub fn delivered(&self) -> u64 {
+        self.delivered
     }
 }

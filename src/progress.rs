@@ -4,8 +4,9 @@
 use crate::error::SourceFailure;
 use crate::source::SourceState;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What is known about one source, for progress rows and the summary.
 #[derive(Clone, Debug, Default)]
@@ -26,8 +27,46 @@ pub struct SourceStatus {
 
 pub struct Progress {
     multi: Option<MultiProgress>,
+    header: Option<ProgressBar>,
     rows: Vec<ProgressBar>,
-    last: Vec<(Instant, u64)>,
+    rates: Vec<Rate>,
+    /// When the rates were last sampled.
+    sampled: Option<Instant>,
+}
+
+/// Bytes per second over a sliding interval of [`RATE_WINDOW`], sampled every
+/// [`RATE_EVERY`]: a capture delivers in bursts, so the bytes of one 25 ms tick say nothing.
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+const RATE_EVERY: Duration = Duration::from_millis(250);
+
+impl Rate {
+    fn push(&mut self, now: Instant, bytes: u64) {
+        if bytes == 0 {
+            return; // the rate counts from the first bytes, not from the source's start
+        }
+        self.samples.push_back((now, bytes));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// None until half a second has been seen.
+    fn per_sec(&self) -> Option<f64> {
+        let (t0, b0) = self.samples.front()?;
+        let (t1, b1) = self.samples.back()?;
+        let span = t1.duration_since(*t0).as_secs_f64();
+        (span >= 0.5).then(|| b1.saturating_sub(*b0) as f64 / span)
+    }
 }
 
 fn human_bytes(b: u64) -> String {
@@ -45,6 +84,49 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// The terminal's width in columns (stderr's), 80 when it cannot be told.
+fn term_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize we pass; a failure leaves it zeroed.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `s` in at most `width` characters: its end kept (a pod's name ends with what tells it
+/// apart), `…` for what was cut.
+fn fit(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let keep: String = s.chars().skip(n - width.saturating_sub(1)).collect();
+    format!("…{keep}")
+}
+
+/// The columns after the name: state, packets, bytes, rate, drops, late.
+const STATE_W: usize = 10;
+/// Width of everything but the name, the spinner ("x ") included, and a last column left
+/// free (a line that fills the terminal wraps on some).
+const FIXED_W: usize = 2 + STATE_W + 1 + 8 + 1 + 9 + 1 + 10 + 1 + 5 + 1 + 5 + 1 + 1;
+
+fn columns(width: usize, cells: [&str; 7]) -> String {
+    let name_w = width.saturating_sub(FIXED_W).max(8);
+    format!(
+        "{:<name_w$} {:<STATE_W$} {:>8} {:>9} {:>10} {:>5} {:>5}",
+        fit(cells[0], name_w),
+        fit(cells[1], STATE_W),
+        cells[2],
+        cells[3],
+        cells[4],
+        cells[5],
+        cells[6],
+    )
+}
+
 impl Progress {
     /// Rows are drawn only when `enabled` and stderr is a terminal.
     pub fn new(enabled: bool) -> Self {
@@ -52,8 +134,10 @@ impl Progress {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)));
         Self {
             multi,
+            header: None,
             rows: Vec::new(),
-            last: Vec::new(),
+            rates: Vec::new(),
+            sampled: None,
         }
     }
 
@@ -71,36 +155,62 @@ impl Progress {
         let Some(multi) = &self.multi else {
             return;
         };
+        let now = Instant::now();
+        if self
+            .sampled
+            .is_some_and(|t| now.duration_since(t) < RATE_EVERY)
+        {
+            return;
+        }
+        self.sampled = Some(now);
+        let width = term_width();
+        let style = |template| {
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        };
+        let header = self.header.get_or_insert_with(|| {
+            let h = multi.add(ProgressBar::new_spinner());
+            h.set_style(style("  {msg}"));
+            h
+        });
+        header.set_message(columns(
+            width,
+            [
+                "SOURCE", "STATE", "PACKETS", "BYTES", "RATE", "DROPS", "LATE",
+            ],
+        ));
         while self.rows.len() < sources.len() {
             let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
+            bar.set_style(style("{spinner} {msg}"));
             self.rows.push(bar);
-            self.last.push((Instant::now(), 0));
+            self.rates.push(Rate::default());
         }
         for (i, s) in sources.iter().enumerate() {
-            let (t, b) = self.last[i];
-            let secs = t.elapsed().as_secs_f64().max(0.001);
-            let rate = (s.bytes.saturating_sub(b)) as f64 / secs;
-            self.last[i] = (Instant::now(), s.bytes);
-            self.rows[i].set_message(format!(
-                "{:<28} {:<10} {:>9} pkts {:>10} {:>10}/s drops {:<6} late {}",
-                s.name,
-                s.state,
-                s.packets,
-                human_bytes(s.bytes),
-                human_bytes(rate as u64),
-                s.dropped.map_or("-".to_string(), |d| d.to_string()),
-                s.late
+            self.rates[i].push(now, s.bytes);
+            let rate = match self.rates[i].per_sec() {
+                Some(r) => format!("{}/s", human_bytes(r as u64)),
+                None => "-".into(),
+            };
+            let state = s.state.short();
+            self.rows[i].set_message(columns(
+                width,
+                [
+                    &s.name,
+                    state,
+                    &s.packets.to_string(),
+                    &human_bytes(s.bytes),
+                    &rate,
+                    &s.dropped.map_or("-".to_string(), |d| d.to_string()),
+                    &s.late.to_string(),
+                ],
             ));
             self.rows[i].tick();
         }
     }
 
+    /// Removes the rows (before the summary is printed).
     pub fn clear(&mut self) {
-        for r in self.rows.drain(..) {
+        for r in self.rows.drain(..).chain(self.header.take()) {
             r.finish_and_clear();
         }
         if let Some(m) = &self.multi {
@@ -109,50 +219,66 @@ impl Progress {
     }
 }
 
-/// The one-screen summary printed at the end.
-pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
+/// The one-screen summary printed at the end: a headline, then one row per source with the
+/// same columns every time, then what else the run has to say (`extra`). `errors` counts the
+/// failed sources, and the output and the run when they failed.
+pub fn summary(sources: &[SourceStatus], errors: usize, extra: &[String]) -> String {
     let packets: u64 = sources.iter().map(|s| s.packets).sum();
     let bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     let late: u64 = sources.iter().map(|s| s.late).sum();
     let ooo: u64 = sources.iter().map(|s| s.out_of_order).sum();
     let drops: u64 = sources.iter().filter_map(|s| s.dropped).sum();
-    let errors = sources.iter().filter(|s| s.error.is_some()).count();
     let mut out = format!(
         "podcap-merge: {} source(s), {packets} packets, {bytes} bytes captured, {ooo} out of order, {late} late, {drops} dropped by capture, {errors} error(s)\n",
         sources.len()
     );
-    for s in sources {
-        out.push_str(&format!(
-            "  {}: {} packets, {} bytes, {} out of order{}{}{}{}\n",
-            s.name,
-            s.packets,
-            s.bytes,
-            s.out_of_order,
-            if s.gaps > 0 {
-                format!(
-                    ", resumed {} time(s) after its capture ended: {:.1} s not captured",
-                    s.gaps,
-                    s.gap_ns as f64 / 1e9
-                )
+    if !sources.is_empty() {
+        let name_w = sources
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("SOURCE".len());
+        let row = |cells: [&str; 8]| {
+            format!(
+                "  {:<name_w$} {:>9} {:>11} {:>6} {:>6} {:>7} {:>12}  {}\n",
+                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
+            )
+        };
+        out.push_str(&row([
+            "SOURCE",
+            "PACKETS",
+            "BYTES",
+            "OOO",
+            "LATE",
+            "DROPPED",
+            "NOT CAPTURED",
+            "END",
+        ]));
+        for s in sources {
+            let gaps = if s.gaps > 0 {
+                format!("{:.1} s ({}x)", s.gap_ns as f64 / 1e9, s.gaps)
             } else {
-                String::new()
-            },
-            if s.late > 0 {
-                format!(", {} late", s.late)
-            } else {
-                String::new()
-            },
-            s.dropped
-                .map_or(String::new(), |d| format!(", {d} dropped by capture")),
-            match (&s.error, &s.state) {
-                (Some(e), _) => format!(", ERROR: {e}"),
-                // why a source ended, when it is worth saying (a pod deleted…)
+                "-".to_string()
+            };
+            let end = match (&s.error, &s.state) {
+                (Some(e), _) => format!("ERROR: {e}"),
                 (None, SourceState::Ended(why)) => why
                     .worth_saying()
-                    .map_or(String::new(), |w| format!(", ended: {w}")),
-                _ => String::new(),
-            }
-        ));
+                    .map_or("ended".to_string(), |w| format!("ended: {w}")),
+                (None, state) => state.to_string(),
+            };
+            out.push_str(&row([
+                &s.name,
+                &s.packets.to_string(),
+                &s.bytes.to_string(),
+                &s.out_of_order.to_string(),
+                &s.late.to_string(),
+                &s.dropped.map_or("-".to_string(), |d| d.to_string()),
+                &gaps,
+                &end,
+            ]));
+        }
     }
     for e in extra {
         out.push_str("  ");

@@ -75,18 +75,16 @@ async fn handle_signals(stop: Arc<Stop>) {
     };
     let mut count = 0;
     loop {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
+        let signal = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        };
         count += 1;
         match count {
-            1 => {
-                eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
-                stop.request(StopLevel::Graceful);
-            }
+            // the engine says so above its progress rows, and in the summary
+            1 => stop.interrupt(signal, StopLevel::Graceful),
             2 => {
-                stop.request(StopLevel::Now);
+                stop.interrupt(signal, StopLevel::Now);
                 tokio::spawn(async {
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     eprintln!(

@@ -107,6 +107,23 @@ impl EndReason {
     }
 }
 
+impl SourceState {
+    /// One word for a progress row.
+    pub fn short(&self) -> &'static str {
+        match self {
+            SourceState::Starting => "starting",
+            SourceState::Injecting => "injecting",
+            SourceState::StartingContainer => "starting",
+            SourceState::Waiting(_) => "waiting",
+            SourceState::Capturing => "capturing",
+            SourceState::Resuming => "resuming",
+            SourceState::Stopping => "stopping",
+            SourceState::Failed => "failed",
+            SourceState::Ended(_) => "ended",
+        }
+    }
+}
+
 impl std::fmt::Display for SourceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -1,6 +1,6 @@
 //! Stop requests shared by the signal handler, the engine and the sources.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use tokio::sync::watch;
 
 /// How urgently everything should stop.
@@ -18,6 +18,8 @@ pub enum StopLevel {
 pub struct Stop {
     level: AtomicU8,
     tx: watch::Sender<StopLevel>,
+    /// The signal that asked for the stop (0: none).
+    signal: AtomicI32,
 }
 
 impl Default for Stop {
@@ -25,6 +27,7 @@ impl Default for Stop {
         Self {
             level: AtomicU8::new(0),
             tx: watch::channel(StopLevel::Running).0,
+            signal: AtomicI32::new(0),
         }
     }
 }
@@ -47,6 +50,24 @@ impl Stop {
                 false
             }
         });
+    }
+
+    /// A signal (SIGINT, SIGTERM) asks for a stop at `level`; the first one is remembered.
+    pub fn interrupt(&self, signal: i32, level: StopLevel) {
+        let _ = self
+            .signal
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        self.request(level);
+    }
+
+    /// The signal that interrupted the run, if one did.
+    pub fn interrupted_by(&self) -> Option<&'static str> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            libc::SIGINT => Some("SIGINT (Ctrl-C)"),
+            libc::SIGTERM => Some("SIGTERM"),
+            _ => Some("a signal"),
+        }
     }
 
     pub fn level(&self) -> StopLevel {

@@ -540,7 +540,7 @@ fn a_disk_that_fills_during_rotation_gives_a_clear_error_and_valid_closed_files(
     let src = dir.path().join("src.pcap");
     big_pcap(&src, 8000, 1_700_000_000); // ~4.4 MB: more than the disk holds
     let res = bin()
-        .args(["-q", "--cmd"])
+        .args(["--cmd"])
         .arg(format!("a=cat {}", src.display()))
         .arg("-w")
         .arg(small.join("d.pcapng"))
@@ -550,6 +550,9 @@ fn a_disk_that_fills_during_rotation_gives_a_clear_error_and_valid_closed_files(
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
+    // the summary counts the output's failure and says it, not "0 error(s)"
+    assert!(stderr.contains(", 1 error(s)\n"), "{stderr}");
+    assert!(stderr.contains("  OUTPUT FAILED: writing "), "{stderr}");
     assert!(stderr.contains("closed before it are complete"), "{stderr}");
     let files = ring_files(&small, "d_");
     assert!(files.len() >= 3, "{files:?}");
@@ -674,7 +677,7 @@ fn progress_rows_on_a_terminal() {
     );
     let screen = String::from_utf8_lossy(&res.stdout);
     assert!(
-        screen.contains("slow") && screen.contains("pkts"),
+        screen.contains("slow") && screen.contains("PACKETS"),
         "{screen}"
     );
     assert!(

@@ -110,7 +110,8 @@ pub fn explain(e: &kube::Error, what: &str, ns: &str) -> String {
     if let Some((verb, resource)) = rbac_denial(e) {
         return format!(
             "{what}: RBAC forbids it: your user may not `{verb}` `{resource}` in namespace {ns}; \
-             ask for a Role granting it (docs/rbac.md has the minimal Role)"
+             ask for a Role granting it (`kubectl auth can-i {verb} {resource} -n {ns}` \
+             checks it)"
         );
     }
     match status(e) {
