@@ -75,8 +75,12 @@ impl Report {
     pub fn packets(&self) -> u64 {
         self.sources.iter().map(|s| s.packets).sum()
     }
+    /// Failed sources, plus the input errors the decoders repaired (dropped name records…).
     pub fn errors(&self) -> usize {
-        self.sources.iter().filter(|s| s.error.is_some()).count()
+        self.sources
+            .iter()
+            .map(|s| usize::from(s.error.is_some()) + s.notes.errors() as usize)
+            .sum()
     }
     pub fn summary(&self) -> String {
         let mut extra = Vec::new();
@@ -170,6 +174,15 @@ impl Engine {
                 // a state change is a sign of life (e.g. "capturing": the stream just began)
                 self.merger.heard_from(idx, now);
                 self.status[idx].state = s;
+            }
+            SourceEvent::Format(notes) => {
+                // counted for the summary; the first of each kind said now
+                for n in notes {
+                    if self.status[idx].notes.add(&n) && self.cfg.report_errors {
+                        self.progress
+                            .println(&format!("podcap-merge: {}: {n}", self.status[idx].origin));
+                    }
+                }
             }
             SourceEvent::Note(n) => {
                 if self.cfg.report_errors {

@@ -19,6 +19,8 @@ pub struct SourceStatus {
     pub late: u64,
     pub out_of_order: u64,
     pub error: Option<SourceFailure>,
+    /// What the decoder worked around, by kind (input errors repaired, warnings).
+    pub notes: podcap_format::NoteTally,
 }
 
 pub struct Progress {
@@ -113,14 +115,17 @@ pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
     let late: u64 = sources.iter().map(|s| s.late).sum();
     let ooo: u64 = sources.iter().map(|s| s.out_of_order).sum();
     let drops: u64 = sources.iter().filter_map(|s| s.dropped).sum();
-    let errors = sources.iter().filter(|s| s.error.is_some()).count();
+    let errors: u64 = sources
+        .iter()
+        .map(|s| u64::from(s.error.is_some()) + s.notes.errors())
+        .sum();
     let mut out = format!(
         "podcap-merge: {} source(s), {packets} packets, {bytes} bytes captured, {ooo} out of order, {late} late, {drops} dropped by capture, {errors} error(s)\n",
         sources.len()
     );
     for s in sources {
         out.push_str(&format!(
-            "  {}: {} packets, {} bytes, {} out of order{}{}{}\n",
+            "  {}: {} packets, {} bytes, {} out of order{}{}{}{}\n",
             s.name,
             s.packets,
             s.bytes,
@@ -132,6 +137,11 @@ pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
             },
             s.dropped
                 .map_or(String::new(), |d| format!(", {d} dropped by capture")),
+            if s.notes.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", s.notes)
+            },
             match (&s.error, &s.state) {
                 (Some(e), _) => format!(", ERROR: {e}"),
                 // why a source ended, when it is worth saying (a pod deleted…)

@@ -142,6 +142,9 @@ pub enum SourceEvent {
     State(SourceState),
     /// Something the user should know that is not a failure (said once, on stderr).
     Note(String),
+    /// What the decoder worked around (dropped records, adjusted timestamps): counted per
+    /// source, the first of each kind said on stderr.
+    Format(Vec<podcap_format::Note>),
     /// The source is finished; nothing follows.
     End,
 }
@@ -272,6 +275,13 @@ impl SourceTx {
         self.send(SourceEvent::Note(message.into()));
     }
 
+    /// Hands over what the decoder worked around, if anything.
+    pub fn format_notes(&self, notes: Vec<podcap_format::Note>) {
+        if !notes.is_empty() {
+            self.send(SourceEvent::Format(notes));
+        }
+    }
+
     pub fn failed(&self, error: impl std::error::Error + Send + Sync + 'static) {
         self.send(SourceEvent::Failed(Arc::new(error)));
     }
@@ -340,6 +350,11 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// What the decoder worked around since last asked.
+    pub fn take_notes(&mut self) -> Vec<podcap_format::Note> {
+        self.decoder.take_notes()
+    }
+
     /// Decodes what has arrived. On error returns the records decoded before it too.
     pub fn batch(&mut self) -> (Vec<Record>, Option<DecodeError>) {
         let mut batch = Vec::new();
@@ -373,6 +388,7 @@ pub fn pump(fd: impl AsFd, tx: SourceTx) {
                 if !batch.is_empty() && !tx.records_blocking(batch) {
                     return;
                 }
+                tx.format_notes(dec.take_notes());
                 if let Some(e) = err {
                     tx.failed(SourceError::Decode(e));
                     break;
@@ -436,6 +452,7 @@ impl Pump {
         mut on_stop: impl FnMut(StopLevel) -> bool,
     ) -> Result<Flow, SourceError> {
         let (batch, err) = self.dec.batch();
+        tx.format_notes(self.dec.take_notes()); // (counted, so sending them first is harmless)
         if !batch.is_empty() {
             self.packets += batch
                 .iter()
