@@ -227,6 +227,7 @@ fn charge_of(records: &[Record], budget_bytes: u32) -> u32 {
         .iter()
         .map(|r| match r {
             Record::Packet(p) => p.data.len() + 64,
+            Record::Custom(c) => c.data.len() + 64,
             _ => 64,
         })
         .sum();
