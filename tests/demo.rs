@@ -131,7 +131,7 @@ fn the_test_cluster_binary_says_it_once_too() {
     let dir = tmpdir();
     let path = path_without(dir.path(), &["ping"]);
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut child = Command::new(testcluster_bin())
+    let child = Command::new(testcluster_bin())
         .args(["--pods", "3", "--kubeconfig"])
         .arg(&kubeconfig)
         .env("PATH", &path)
