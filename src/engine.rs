@@ -79,9 +79,13 @@ impl Report {
     pub fn packets(&self) -> u64 {
         self.sources.iter().map(|s| s.packets).sum()
     }
-    /// Failed sources, plus the output and the run when they failed.
+    /// Failed sources (and the input errors their decoders repaired: dropped name records…),
+    /// plus the output and the run when they failed.
     pub fn errors(&self) -> usize {
-        self.sources.iter().filter(|s| s.error.is_some()).count()
+        self.sources
+            .iter()
+            .map(|s| usize::from(s.error.is_some()) + s.notes.errors() as usize)
+            .sum::<usize>()
             + usize::from(self.output_error.is_some())
             + usize::from(self.run_error.is_some())
     }
@@ -202,6 +206,15 @@ impl Engine {
                 self.output.resume(idx, from_ns, to_ns, &why);
                 self.status[idx].gaps += 1;
                 self.status[idx].gap_ns += to_ns.saturating_sub(from_ns);
+            }
+            SourceEvent::Format(notes) => {
+                // counted for the summary; the first of each kind said now
+                for n in notes {
+                    if self.status[idx].notes.add(&n) && self.cfg.report_errors {
+                        self.progress
+                            .println(&format!("podcap-merge: {}: {n}", self.status[idx].origin));
+                    }
+                }
             }
             SourceEvent::Note(n) => {
                 // a note every pod repeats (a Pod Security fallback, exec forbidden) is said

@@ -279,6 +279,8 @@ impl<W: Write> Output<W> {
                 }
                 Ok(())
             }
+            // a copyable custom block, where it came in the source's stream
+            Record::Custom(c) => self.writer.custom(c.pen, &c.data),
         }
     }
 

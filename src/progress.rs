@@ -23,6 +23,8 @@ pub struct SourceStatus {
     pub gaps: u32,
     pub gap_ns: u64,
     pub error: Option<SourceFailure>,
+    /// What the decoder worked around, by kind (input errors repaired, warnings).
+    pub notes: podcap_format::NoteTally,
 }
 
 pub struct Progress {
@@ -267,6 +269,12 @@ pub fn summary(sources: &[SourceStatus], errors: usize, extra: &[String]) -> Str
                     .worth_saying()
                     .map_or("ended".to_string(), |w| format!("ended: {w}")),
                 (None, state) => state.to_string(),
+            };
+            // what the decoder repaired or adjusted, counted by kind
+            let end = if s.notes.is_empty() {
+                end
+            } else {
+                format!("{end}; {}", s.notes)
             };
             out.push_str(&row([
                 &s.name,

@@ -170,6 +170,9 @@ pub enum SourceEvent {
         to_ns: u64,
         why: String,
     },
+    /// What the decoder worked around (dropped records, adjusted timestamps): counted per
+    /// source, the first of each kind said on stderr.
+    Format(Vec<podcap_format::Note>),
     /// The source is finished; nothing follows.
     End,
 }
@@ -252,6 +255,7 @@ fn charge_of(records: &[Record], budget_bytes: u32) -> u32 {
         .iter()
         .map(|r| match r {
             Record::Packet(p) => p.data.len() + 64,
+            Record::Custom(c) => c.data.len() + 64,
             _ => 64,
         })
         .sum();
@@ -307,6 +311,13 @@ impl SourceTx {
 
     pub fn note(&self, message: impl Into<String>) {
         self.send(SourceEvent::Note(message.into()));
+    }
+
+    /// Hands over what the decoder worked around, if anything.
+    pub fn format_notes(&self, notes: Vec<podcap_format::Note>) {
+        if !notes.is_empty() {
+            self.send(SourceEvent::Format(notes));
+        }
     }
 
     pub fn failed(&self, error: impl std::error::Error + Send + Sync + 'static) {
@@ -377,6 +388,11 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// What the decoder worked around since last asked.
+    pub fn take_notes(&mut self) -> Vec<podcap_format::Note> {
+        self.decoder.take_notes()
+    }
+
     /// Decodes what has arrived. On error returns the records decoded before it too.
     pub fn batch(&mut self) -> (Vec<Record>, Option<DecodeError>) {
         let mut batch = Vec::new();
@@ -410,6 +426,7 @@ pub fn pump(fd: impl AsFd, tx: SourceTx) {
                 if !batch.is_empty() && !tx.records_blocking(batch) {
                     return;
                 }
+                tx.format_notes(dec.take_notes());
                 if let Some(e) = err {
                     tx.failed(SourceError::Decode(e));
                     break;
@@ -473,6 +490,7 @@ impl Pump {
         mut on_stop: impl FnMut(StopLevel) -> bool,
     ) -> Result<Flow, SourceError> {
         let (batch, err) = self.dec.batch();
+        tx.format_notes(self.dec.take_notes()); // (counted, so sending them first is harmless)
         if !batch.is_empty() {
             self.packets += batch
                 .iter()

@@ -1,6 +1,7 @@
 //! Every public pcapng conformance file (both byte orders): our decoder agrees with tshark on
 //! packet count, timestamps (ns), lengths, bytes and interface per packet — fed whole and in
-//! odd-sized pieces, as a live stream would arrive.
+//! odd-sized pieces, as a live stream would arrive; merged alone, each reads back the same; its
+//! copyable custom blocks are copied and its do-not-copy ones are not.
 
 mod common;
 
@@ -90,4 +91,51 @@ fn merged_conformance_files_are_read_back_identically() {
         }
         capinfos_clean(&out);
     }
+}
+
+/// "PEN\tCOPY\tDATA" of every custom block tshark reads (COPY: 1 = may be copied).
+fn custom_blocks(path: &std::path::Path) -> Vec<String> {
+    let o = run_ok(tool("tshark").arg("-r").arg(path).args([
+        "-T",
+        "fields",
+        "-e",
+        "frame.cb_pen",
+        "-e",
+        "frame.cb_copy",
+        "-e",
+        "data.data",
+    ]));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn copyable_custom_blocks_of_conformance_files_are_copied_the_others_not() {
+    let Some(files) = conformance_files() else {
+        return;
+    };
+    let dir = tmpdir();
+    let (mut copied, mut not_copied) = (0, 0);
+    for f in &files {
+        let theirs = custom_blocks(f);
+        if theirs.is_empty() {
+            continue;
+        }
+        let (copy, no_copy): (Vec<String>, Vec<String>) = theirs
+            .into_iter()
+            .partition(|l| l.split('\t').nth(1) == Some("1"));
+        let out = dir.path().join("out.pcapng");
+        run_ok(bin().arg("merge").arg("-q").arg("-w").arg(&out).arg(f));
+        // the copyable ones, in order, with their data; none of the others
+        assert_eq!(custom_blocks(&out), copy, "{}", f.display());
+        copied += copy.len();
+        not_copied += no_copy.len();
+    }
+    assert!(
+        copied >= 8 && not_copied >= 4,
+        "only {copied} copyable and {not_copied} do-not-copy custom blocks in the suite"
+    );
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// Starts the test cluster with `pods` pods, captures them for `duration` into `out`.
 pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartError> {
     let seconds = duration.as_secs_f64();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(String, bool), String>>();
+    type Ready = Result<(String, bool, Option<String>), String>;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cluster_thread = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -37,7 +38,8 @@ pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartE
             match TestCluster::start(&config).await {
                 Ok(cluster) => {
                     let netns = cluster.shared.kubelet.netns_enabled;
-                    let _ = ready_tx.send(Ok((cluster.kubeconfig(), netns)));
+                    let note = cluster.workload_note();
+                    let _ = ready_tx.send(Ok((cluster.kubeconfig(), netns, note)));
                     let _ = stop_rx.await;
                     cluster.shutdown().await;
                 }
@@ -47,7 +49,7 @@ pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartE
             }
         });
     });
-    let (kubeconfig, netns) = ready_rx
+    let (kubeconfig, netns, workload_note) = ready_rx
         .recv()
         .map_err(|_| io::Error::other("the test cluster did not start"))?
         .map_err(|e| io::Error::other(format!("the test cluster did not start: {e}")))?;
@@ -68,13 +70,19 @@ pub fn run(out: &Path, pods: usize, duration: Duration) -> Result<Report, StartE
     eprintln!(
         "podcap-merge demo: a local test cluster runs {pods} pods labelled app=mando in namespace \
          shop{}; capturing them for {seconds} s into {}",
-        if netns {
+        if netns && workload_note.is_none() {
             " (each in its own network namespace, with real traffic)"
+        } else if netns {
+            " (each in its own network namespace)"
         } else {
             " (no network namespaces: not root or no `ip netns`; synthetic traffic)"
         },
         out.display()
     );
+    if let Some(note) = workload_note {
+        // e.g. no ping or curl on this machine: one line, not a log line per pod
+        eprintln!("podcap-merge demo: {note}");
+    }
     let opts = PodOptions {
         kubeconfig: Some(path.clone()),
         namespace: Some("shop".into()),

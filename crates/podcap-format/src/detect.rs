@@ -1,6 +1,6 @@
 use crate::pcap::{self, PcapDecoder};
 use crate::pcapng::{self, PcapngDecoder};
-use crate::{DecodeError, Decoder, Record};
+use crate::{DecodeError, Decoder, Note, Record};
 use bytes::BytesMut;
 
 /// Decodes either classic pcap or pcapng, chosen by the first four bytes.
@@ -53,6 +53,14 @@ impl Decoder for CaptureDecoder {
             CaptureDecoder::Detect => crate::check_eof(0, buf),
             CaptureDecoder::Pcap(d) => d.decode_eof(buf),
             CaptureDecoder::Pcapng(d) => d.decode_eof(buf),
+        }
+    }
+
+    fn take_notes(&mut self) -> Vec<Note> {
+        match self {
+            CaptureDecoder::Detect => Vec::new(),
+            CaptureDecoder::Pcap(d) => d.take_notes(),
+            CaptureDecoder::Pcapng(d) => d.take_notes(),
         }
     }
 }

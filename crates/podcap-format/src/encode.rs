@@ -1,7 +1,7 @@
 //! pcapng encoder: host byte order (dumpcap and Wireshark's pipe reader reject byte-swapped
 //! pcapng on a pipe), nanosecond timestamps on every interface.
 
-use crate::pcapng::{BYTE_ORDER_MAGIC, EPB, IDB, ISB, NRB, SHB};
+use crate::pcapng::{BYTE_ORDER_MAGIC, CB_COPY, EPB, IDB, ISB, NRB, SHB};
 use crate::NameRecord;
 use std::io::{self, Write};
 
@@ -193,17 +193,30 @@ impl<W: Write> PcapngWriter<W> {
         self.maybe_flush()
     }
 
-    /// Name Resolution Block carrying the given records.
+    /// Name Resolution Block carrying the given records. A record too long for its 16-bit
+    /// length is left out (cutting it could cut its names' NUL, which Wireshark refuses).
     pub fn names(&mut self, records: &[NameRecord]) -> io::Result<()> {
         let start = self.begin(NRB);
         for r in records {
-            let len = r.value.len().min(u16::MAX as usize & !3);
+            let Ok(len) = u16::try_from(r.value.len()) else {
+                continue;
+            };
             self.u16(r.kind);
-            self.u16(len as u16);
-            self.buf.extend_from_slice(&r.value[..len]);
-            self.pad(len);
+            self.u16(len);
+            self.buf.extend_from_slice(&r.value);
+            self.pad(r.value.len());
         }
         self.end_options(); // nrb_record_end has the same shape as opt_endofopt
+        self.end_block(start)
+    }
+
+    /// Custom Block that may be copied (0x00000BAD): the enterprise number in our byte order,
+    /// then the custom data and options as they came (padded to 4 bytes).
+    pub fn custom(&mut self, pen: u32, data: &[u8]) -> io::Result<()> {
+        let start = self.begin(CB_COPY);
+        self.u32(pen);
+        self.buf.extend_from_slice(data);
+        self.pad(data.len());
         self.end_block(start)
     }
 

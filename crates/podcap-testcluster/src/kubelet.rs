@@ -375,7 +375,11 @@ impl Kubelet {
     }
 
     /// Starts a background traffic generator in `netns`: `ping` to `target` every 0.2 s.
+    /// Nothing without `ping` on the PATH ([`missing_workload_tools`] says so once).
     pub fn start_traffic(self: &Arc<Self>, netns: &str, target: &str) {
+        if !has_tool("ping") {
+            return;
+        }
         let argv: Vec<String> = ["ping", "-q", "-i", "0.2", target]
             .iter()
             .map(|s| s.to_string())
@@ -398,7 +402,7 @@ impl Kubelet {
     pub fn start_client_workload(self: &Arc<Self>, netns: &str, own_ip: &str) {
         let servers = self.lock().demo_servers.clone();
         self.start_traffic(netns, servers.first().map_or(own_ip, String::as_str));
-        if !servers.is_empty() {
+        if !servers.is_empty() && has_tool("curl") {
             self.start_background(netns, &["sh", "-c", &curl_loop(&servers)]);
         }
     }
@@ -498,6 +502,48 @@ fn make_shim_dir(prefix: &str) -> Option<std::path::PathBuf> {
         return None;
     }
     Some(dir)
+}
+
+/// The programs the demo pods' workload runs (as root, in their network namespaces), what each
+/// makes, and the Debian package that has it.
+pub const WORKLOAD_TOOLS: [(&str, &str, &str); 3] = [
+    ("ping", "ping traffic", "iputils-ping"),
+    ("curl", "HTTP requests", "curl"),
+    ("python3", "HTTP servers", "python3"),
+];
+
+/// Is `tool` on the PATH?
+pub fn has_tool(tool: &str) -> bool {
+    lookup_in(tool, None).is_ok()
+}
+
+/// The workload tools missing from the PATH: (tool, what it makes, package).
+pub fn missing_workload_tools() -> Vec<(&'static str, &'static str, &'static str)> {
+    WORKLOAD_TOOLS
+        .into_iter()
+        .filter(|(tool, _, _)| !has_tool(tool))
+        .collect()
+}
+
+/// One line on the missing workload tools, or None when none is missing: which are missing,
+/// what the pods do without, and the install command.
+pub fn missing_workload_note(missing: &[(&str, &str, &str)]) -> Option<String> {
+    fn list(items: Vec<&str>) -> String {
+        match items.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => items.concat(),
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    let tools = list(missing.iter().map(|m| m.0).collect());
+    let without = list(missing.iter().map(|m| m.1).collect());
+    let packages: Vec<&str> = missing.iter().map(|m| m.2).collect();
+    Some(format!(
+        "{tools} not found on the PATH: the demo pods run without {without} (install with `apt-get install {}`)",
+        packages.join(" ")
+    ))
 }
 
 /// The demo clients' loop: curl every server in turn, every 0.5 s.

@@ -220,6 +220,16 @@ impl TestCluster {
         })
     }
 
+    /// One line to show whoever started the cluster when the demo pods' workload lacks a tool
+    /// (ping, curl, python3 not on the PATH): None when nothing is missing, or when the pods
+    /// have no network namespaces (their traffic is synthetic then and needs no tool).
+    pub fn workload_note(&self) -> Option<String> {
+        if !self.shared.kubelet.netns_enabled {
+            return None;
+        }
+        kubelet::missing_workload_note(&kubelet::missing_workload_tools())
+    }
+
     /// `https://127.0.0.1:PORT`.
     pub fn server_url(&self) -> String {
         format!("https://{}", self.addr)
@@ -278,6 +288,8 @@ fn start_demo_network(shared: &Arc<shared::Shared>) {
     // Even-numbered pods serve HTTP (`python3 -m http.server 80`), odd-numbered ones curl every
     // server in a loop (a single pod curls itself); every pod also pings the next one.
     let servers: Vec<String> = pods.iter().step_by(2).map(|p| p.2.clone()).collect();
+    // a missing tool is said once by whoever started the cluster (missing_workload_tools)
+    let (curl, python) = (kubelet::has_tool("curl"), kubelet::has_tool("python3"));
     let curl_loop = kubelet::curl_loop(&servers);
     shared.kubelet.set_demo_servers(servers);
     for (i, n) in netns.iter().enumerate() {
@@ -285,12 +297,12 @@ fn start_demo_network(shared: &Arc<shared::Shared>) {
             shared
                 .kubelet
                 .start_traffic(n, &pods[(i + 1) % pods.len()].2);
-            if i % 2 == 0 {
+            if i % 2 == 0 && python {
                 shared
                     .kubelet
                     .start_background(n, &["python3", "-m", "http.server", "80"]);
             }
-            if i % 2 == 1 || pods.len() == 1 {
+            if curl && (i % 2 == 1 || pods.len() == 1) {
                 shared
                     .kubelet
                     .start_background(n, &["sh", "-c", &curl_loop]);

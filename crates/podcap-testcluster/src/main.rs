@@ -124,6 +124,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;
     let cluster = TestCluster::start(&config).await?;
+    if let Some(note) = cluster.workload_note() {
+        eprintln!("podcap-testcluster: {note}");
+    }
 
     // Write atomically so a reader never sees half a kubeconfig.
     let tmp = args.kubeconfig.with_extension("tmp-podcap-testcluster");

@@ -23,6 +23,7 @@
 //!   never allocates from what a header *claims* (libFuzzer's `-malloc_limit_mb` backs this up);
 //! * every record comes after a section header, and packets/statistics name an interface that
 //!   the section described;
+//! * every name record passed on is one Wireshark's reader accepts (`name_record_problem`);
 //! * the decoder makes progress (at most one record in a row without consuming bytes);
 //! * the records and the error are the same whether the input arrives in chunks or at once;
 //! * `decode_eof` (every decoder, through the `Decoder` trait) is `Ok` exactly when all fed bytes were consumed and
@@ -31,6 +32,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
+use podcap_format::pcapng::name_record_problem;
 use podcap_format::{DecodeError, Decoder, Record, MAX_BLOCK_LEN};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -181,7 +183,18 @@ impl Sections {
                 assert!(!names.is_empty(), "empty Names record");
                 let total: usize = names.iter().map(|n| n.value.len()).sum();
                 assert!(total as u64 <= consumed, "name records larger than their block");
+                for n in names {
+                    assert_eq!(
+                        name_record_problem(n.kind, &n.value),
+                        None,
+                        "a name record Wireshark would refuse was passed on: {n:?}"
+                    );
+                }
             }
+            Record::Custom(c) => assert!(
+                c.data.len() as u64 + 4 <= consumed,
+                "custom block data larger than its block"
+            ),
             Record::Stats(s) => assert!(
                 s.iface < self.ifaces,
                 "statistics for interface {} but the section has {}",
