@@ -44,7 +44,9 @@ impl Session {
     {
         self.rt.block_on(async move {
             let stop = Arc::new(Stop::new());
-            let signals = tokio::spawn(handle_signals(stop.clone()));
+            // quiet runs (-q, and Wireshark's extcap, which shows any stderr line as an error)
+            // do not announce a graceful stop
+            let signals = tokio::spawn(handle_signals(stop.clone(), cfg.progress));
             let (tx, rx) = std::sync::mpsc::channel();
             let engine_stop = stop.clone();
             let engine = tokio::task::spawn_blocking(move || engine::run(cfg, rx, engine_stop));
@@ -65,7 +67,7 @@ impl Session {
 /// SIGINT/SIGTERM: the first stops gracefully, the second at once (and if the output still
 /// cannot be finished within 3 s — a reader that stopped reading — exits anyway), a third
 /// exits immediately.
-async fn handle_signals(stop: Arc<Stop>) {
+async fn handle_signals(stop: Arc<Stop>, announce: bool) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -82,7 +84,9 @@ async fn handle_signals(stop: Arc<Stop>) {
         count += 1;
         match count {
             1 => {
-                eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
+                if announce {
+                    eprintln!("podcap-merge: stopping: finishing what the sources still send (again to stop at once)");
+                }
                 stop.request(StopLevel::Graceful);
             }
             2 => {
