@@ -14,16 +14,65 @@ pub const EXTCAP_LINK: &str = "podcap-merge";
 pub const KUBECTL_PLUGIN: &str = "kubectl-podcap";
 
 /// `podcap-merge completions SHELL`: the completion script.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> io::Result<()> {
     let mut cmd = defs::command(NAME);
-    clap_complete::generate(shell, &mut cmd, NAME, out);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, NAME, &mut script);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete 4.6 names a subcommand's case `podcap__subcmd__merge__subcmd__X`
+        // (the '-' of our own name taken for a separator) but dispatches to
+        // `podcap__merge__subcmd__X`, so no subcommand's options would complete
+        let fixed =
+            String::from_utf8_lossy(&script).replace("podcap__subcmd__merge", "podcap__merge");
+        script = fixed.into_bytes();
+    }
+    out.write_all(&script)
 }
 
-/// `podcap-merge man`: the man page (section 1, roff).
+/// `podcap-merge man`: the man page (section 1, roff): clap_mangen's sections from the same
+/// definitions as `--help`, and the examples as an EXAMPLES section of their own (each
+/// command on its own unfilled line).
 pub fn man(out: &mut dyn Write) -> io::Result<()> {
-    clap_mangen::Man::new(defs::command(NAME))
-        .manual("podcap-merge manual")
-        .render(out)
+    let page = clap_mangen::Man::new(defs::command(NAME)).manual("podcap-merge manual");
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    page.render_subcommands_section(out)?;
+    let mut r = roff::Roff::new();
+    r.control("SH", ["EXAMPLES"]);
+    for (what, cmd) in defs::example_list(NAME) {
+        r.control("PP", []);
+        r.text([roff::roman(what)]);
+        r.control("RS", ["4"]);
+        r.control("nf", []);
+        r.text([roff::bold(cmd)]);
+        r.control("fi", []);
+        r.control("RE", []);
+    }
+    r.to_writer(out)?;
+    page.render_version_section(out)
+}
+
+/// The man pages of the subcommands (`podcap-merge-merge.1`, `podcap-merge-extcap-install.1`…),
+/// which the SUBCOMMANDS sections name, as (file name, page).
+pub fn subcommand_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
+    fn walk(cmd: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let page = clap_mangen::Man::new(sub.clone()).manual("podcap-merge manual");
+            let mut bytes = Vec::new();
+            page.render(&mut bytes)?;
+            pages.push((page.get_filename(), bytes));
+            walk(sub, pages)?;
+        }
+        Ok(())
+    }
+    let mut cmd = defs::command(NAME);
+    cmd.build();
+    let mut pages = Vec::new();
+    walk(&cmd, &mut pages)?;
+    Ok(pages)
 }
 
 /// Why an install step failed, with what to do about it.
@@ -191,12 +240,23 @@ pub fn install_extras(prefix: &Path) -> Result<Installed, InstallError> {
         ),
     ] {
         let mut buf = Vec::new();
-        completions(shell, &mut buf);
+        completions(shell, &mut buf)
+            .map_err(|e| InstallError(format!("cannot generate the completions: {e}")))?;
         write(rel, what, &mut done, buf)?;
     }
     let mut page = Vec::new();
     man(&mut page).map_err(|e| InstallError(format!("cannot render the man page: {e}")))?;
     write("share/man/man1/podcap-merge.1", "man page", &mut done, page)?;
+    let subs = subcommand_pages()
+        .map_err(|e| InstallError(format!("cannot render the man pages: {e}")))?;
+    for (file, bytes) in subs {
+        write(
+            &format!("share/man/man1/{file}"),
+            "man page",
+            &mut done,
+            bytes,
+        )?;
+    }
     let reported = wireshark_extcap_dir().ok();
     let extcap_dir = extcap_dir_under(prefix, reported.as_deref());
     let mut notes = Vec::new();

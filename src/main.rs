@@ -71,7 +71,7 @@ fn execute(run: Run) -> Result<ExitCode, StartError> {
             duration,
         } => demo(&out, pods, duration),
         Run::Completions { shell } => {
-            install::completions(shell, &mut std::io::stdout().lock());
+            install::completions(shell, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Run::Man => {

@@ -8,6 +8,7 @@
 use super::duration::Time;
 use crate::k8s::DEFAULT_IMAGE;
 use crate::live::CommandSpec;
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -64,7 +65,19 @@ fn usage(name: &str) -> String {
 
 /// The Examples section, as `kubectl debug --help` has one: a comment line, the command.
 pub fn examples(name: &str) -> String {
-    let e: [(&str, String); 9] = [
+    let mut s = String::from("Examples:\n");
+    for (i, (what, cmd)) in example_list(name).iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        s.push_str(&format!("  # {what}\n  {cmd}\n"));
+    }
+    s
+}
+
+/// The examples: what each does, and the command.
+pub fn example_list(name: &str) -> Vec<(&'static str, String)> {
+    vec![
         (
             "Capture every pod labelled app=mando in namespace shop, live in Wireshark",
             format!("{name} -n shop -l app=mando | wireshark -k -i -"),
@@ -104,15 +117,7 @@ pub fn examples(name: &str) -> String {
             "Shell completions, the man page and the Wireshark link under a prefix",
             format!("{name} install-extras --prefix ~/.local"),
         ),
-    ];
-    let mut s = String::from("Examples:\n");
-    for (i, (what, cmd)) in e.iter().enumerate() {
-        if i > 0 {
-            s.push('\n');
-        }
-        s.push_str(&format!("  # {what}\n  {cmd}\n"));
-    }
-    s
+    ]
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,7 +275,12 @@ pub struct PodArgs {
     /// List what would be captured and how, change nothing (kubectl's --dry-run=client; --dry-run=none runs for real).
     #[arg(long = "dry-run", value_name = "client|none", num_args = 0..=1, require_equals = true,
           default_missing_value = "client", hide_possible_values = true,
-          value_parser = ["client", "none", "server"])]
+          value_parser = PossibleValuesParser::new([
+              PossibleValue::new("client"),
+              PossibleValue::new("none"),
+              // refused with a message (kubectl's server-side dry run is not ours)
+              PossibleValue::new("server").hide(true),
+          ]))]
     pub dry_run: Option<String>,
     #[command(flatten)]
     pub container: ContainerArgs,
