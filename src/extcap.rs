@@ -316,6 +316,15 @@ fn namespaces(s: &Settings) -> Namespaces {
     })
 }
 
+/// A message cut to what fits a selector's line.
+fn short(why: &str) -> String {
+    const MAX: usize = 120;
+    match why.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &why[..at]),
+        None => why.to_string(),
+    }
+}
+
 /// The namespace selector's values (argument `arg`): the cluster's namespaces, the context's
 /// own selected by default; when the cluster could not be asked, that one alone and why.
 fn namespace_values(ns: &Namespaces, arg: usize) -> String {
@@ -326,7 +335,9 @@ fn namespace_values(ns: &Namespaces, arg: usize) -> String {
     }
     for n in &names {
         let display = match (&ns.listed, n == &ns.default) {
-            (Err(why), true) => format!("{n} (the namespace list is unavailable: {why})"),
+            (Err(why), true) => {
+                format!("{n} (the namespace list is unavailable: {})", short(why))
+            }
             _ => n.clone(),
         };
         let default = if n == &ns.default {

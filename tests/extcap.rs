@@ -72,14 +72,19 @@ impl Drop for Installed {
     }
 }
 
+/// The directory `extcap install` uses: tshark's personal extcap path where it has one (4.2
+/// and later), else its global one (4.0, as on Debian 12).
 fn extcap_dir_of_tshark() -> PathBuf {
     let out = run_ok(tool("tshark").args(["-G", "folders"]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Extcap path:")
-                .map(|p| PathBuf::from(p.trim()))
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| PathBuf::from(v.trim()))
         })
+    };
+    field("Personal Extcap path")
+        .or_else(|| field("Extcap path"))
         .expect("tshark -G folders names the extcap path")
 }
 
