@@ -69,6 +69,8 @@ pub struct Report {
     pub output_error: Option<String>,
     /// The run itself failed outside any source (e.g. the API server stayed unreachable).
     pub run_error: Option<String>,
+    /// What the run did that the user should know (capture containers added…).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -89,6 +91,7 @@ impl Report {
         if self.files.len() > 1 {
             extra.push(format!("{} files written", self.files.len()));
         }
+        extra.extend(self.notes.iter().cloned());
         summary(&self.sources, &extra)
     }
 }
@@ -170,6 +173,15 @@ impl Engine {
                 // a state change is a sign of life (e.g. "capturing": the stream just began)
                 self.merger.heard_from(idx, now);
                 self.status[idx].state = s;
+            }
+            SourceEvent::Resumed {
+                from_ns,
+                to_ns,
+                why,
+            } => {
+                self.output.resume(idx, from_ns, to_ns, &why);
+                self.status[idx].gaps += 1;
+                self.status[idx].gap_ns += to_ns.saturating_sub(from_ns);
             }
             SourceEvent::Note(n) => {
                 if self.cfg.report_errors {

@@ -22,6 +22,9 @@ pub enum StartError {
     /// The cluster could not be reached, or the selection names no pods.
     #[error(transparent)]
     Cluster(#[from] crate::k8s::ClusterError),
+    /// tcpdump refuses the capture (its filter, its interface): its own words.
+    #[error("{0}")]
+    Capture(String),
     /// This build lacks a feature the command needs.
     #[error("{0}")]
     Unsupported(&'static str),

@@ -74,9 +74,21 @@ impl StderrLog {
 pub struct StderrDrain {
     log: Arc<Mutex<StderrLog>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    listening: watch::Receiver<bool>,
+}
+
+/// tcpdump's "listening on IFACE, link-type …" line: the interface opened and the filter
+/// compiled, so the capture runs.
+pub fn says_listening(line: &str) -> bool {
+    line.contains("listening on ")
 }
 
 impl StderrDrain {
+    /// Becomes true once the command said it is listening ([`says_listening`]).
+    pub fn listening(&self) -> watch::Receiver<bool> {
+        self.listening.clone()
+    }
+
     /// Waits (at most `wait`) for the stream's end, then gives what it said.
     pub async fn finish(self, wait: Duration) -> StderrLog {
         if let Some(task) = self.task {
@@ -94,8 +106,13 @@ where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let log = Arc::new(Mutex::new(StderrLog::default()));
+    let (heard, listening) = watch::channel(false);
     let Some(err) = err else {
-        return StderrDrain { log, task: None };
+        return StderrDrain {
+            log,
+            task: None,
+            listening,
+        };
     };
     let state = log.clone();
     let task = tokio::spawn(async move {
@@ -109,6 +126,9 @@ where
             }
             let line = String::from_utf8_lossy(&raw).trim_end().to_string();
             tracing::debug!(source = %name, "stderr: {line}");
+            if says_listening(&line) {
+                heard.send_replace(true);
+            }
             if let Ok(mut s) = state.lock() {
                 if let Some(n) = parse_drops(&line) {
                     s.drops = Some(s.drops.unwrap_or(0) + n);
@@ -133,6 +153,7 @@ where
     StderrDrain {
         log,
         task: Some(task),
+        listening,
     }
 }
 

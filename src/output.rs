@@ -26,6 +26,11 @@ struct SourceState {
     /// Drops the source reported outside its stream (tcpdump's stderr). They can arrive
     /// before an interface of the source has been written, so they are applied at ISB time.
     dropped: Option<u64>,
+    /// After a resumed capture: the index of the next interface it re-announces (interfaces
+    /// of the same link type keep their output interface).
+    reannounce: Option<usize>,
+    /// The gaps of a resumed capture, for its interfaces' statistics comment.
+    gaps: Vec<String>,
 }
 
 /// Totals of one output interface.
@@ -50,6 +55,18 @@ pub struct Output<W: Write> {
 /// The application name written in the SHB.
 pub fn user_appl() -> String {
     format!("podcap-merge {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `HH:MM:SS.mmm` of a wall-clock time in ns since the epoch (UTC).
+fn clock(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        ns / 1_000_000 % 1000
+    )
 }
 
 pub fn now_ns() -> u64 {
@@ -108,7 +125,13 @@ impl<W: Write> Output<W> {
             if let Some(d) = self.sources.get(i.source).and_then(|s| s.dropped) {
                 totals.dropped = Some(d);
             }
-            self.writer.statistics(id as u32, now, &totals)?;
+            let gaps = self
+                .sources
+                .get(i.source)
+                .map(|s| s.gaps.join("; "))
+                .unwrap_or_default();
+            self.writer
+                .statistics_with_comment(id as u32, now, &totals, Some(&gaps))?;
         }
         Ok(())
     }
@@ -136,7 +159,35 @@ impl<W: Write> Output<W> {
         name
     }
 
+    /// The capture of `src` was started again after a gap (wall-clock ns `from`..`to`, because
+    /// of `why`): its next interfaces continue the current ones, and the gap goes in their
+    /// statistics comment.
+    pub fn resume(&mut self, src: usize, from: u64, to: u64, why: &str) {
+        let state = &mut self.sources[src];
+        state.reannounce = Some(0);
+        state.gaps.push(format!(
+            "no capture for {:.3} s from {} to {} (UTC): {why}; resumed",
+            to.saturating_sub(from) as f64 / 1e9,
+            clock(from),
+            clock(to)
+        ));
+    }
+
     fn new_interface(&mut self, src: usize, iface: Interface) -> io::Result<()> {
+        let state = &mut self.sources[src];
+        if let Some(k) = state.reannounce.take() {
+            let same = state.ifaces.get(k).is_some_and(|&id| {
+                let d = &self.interfaces[id as usize].description;
+                d.link_type == iface.link_type && d.snap_len == iface.snap_len
+            });
+            if same {
+                state.reannounce = Some(k + 1);
+                return Ok(());
+            }
+            // a different interface: the resumed capture starts its own set
+            state.ifaces.clear();
+            state.sections += 1;
+        }
         let state = &self.sources[src];
         let index = state.ifaces.len();
         let section = state.sections;
@@ -195,6 +246,9 @@ impl<W: Write> Output<W> {
             Record::Interface(iface) => self.new_interface(src, iface),
             Record::Section { .. } => {
                 let s = &mut self.sources[src];
+                if s.reannounce == Some(0) {
+                    return Ok(()); // a resumed pcapng capture: its first section continues
+                }
                 s.ifaces.clear();
                 s.sections += 1;
                 Ok(())

@@ -18,6 +18,9 @@ pub struct SourceStatus {
     pub dropped: Option<u64>,
     pub late: u64,
     pub out_of_order: u64,
+    /// Times the capture ended by itself and was resumed, and the time missed in all.
+    pub gaps: u32,
+    pub gap_ns: u64,
     pub error: Option<SourceFailure>,
 }
 
@@ -120,11 +123,20 @@ pub fn summary(sources: &[SourceStatus], extra: &[String]) -> String {
     );
     for s in sources {
         out.push_str(&format!(
-            "  {}: {} packets, {} bytes, {} out of order{}{}{}\n",
+            "  {}: {} packets, {} bytes, {} out of order{}{}{}{}\n",
             s.name,
             s.packets,
             s.bytes,
             s.out_of_order,
+            if s.gaps > 0 {
+                format!(
+                    ", resumed {} time(s) after its capture ended: {:.1} s not captured",
+                    s.gaps,
+                    s.gap_ns as f64 / 1e9
+                )
+            } else {
+                String::new()
+            },
             if s.late > 0 {
                 format!(", {} late", s.late)
             } else {

@@ -56,6 +56,8 @@ pub enum SourceState {
     /// A pod: the kubelet reports the capture container waiting, for this reason.
     Waiting(String),
     Capturing,
+    /// A pod: its capture ended by itself; it is started again after a pause.
+    Resuming,
     /// Asked to stop; delivering what it still has.
     Stopping,
     Failed,
@@ -113,6 +115,7 @@ impl std::fmt::Display for SourceState {
             SourceState::StartingContainer => "pulling image, starting container",
             SourceState::Waiting(why) => return write!(f, "waiting: {why}"),
             SourceState::Capturing => "capturing",
+            SourceState::Resuming => "resuming",
             SourceState::Stopping => "stopping",
             SourceState::Failed => "failed",
             SourceState::Ended(r) => match r {
@@ -142,6 +145,14 @@ pub enum SourceEvent {
     State(SourceState),
     /// Something the user should know that is not a failure (said once, on stderr).
     Note(String),
+    /// The capture ended by itself and was started again: nothing was captured from `from_ns`
+    /// to `to_ns` (wall clock) because of `why`. The new capture's interfaces continue the
+    /// source's interfaces (same link type: the same output interface).
+    Resumed {
+        from_ns: u64,
+        to_ns: u64,
+        why: String,
+    },
     /// The source is finished; nothing follows.
     End,
 }
@@ -266,6 +277,15 @@ impl SourceTx {
 
     pub fn state(&self, state: SourceState) {
         self.send(SourceEvent::State(state));
+    }
+
+    /// See [`SourceEvent::Resumed`]; sent before the new capture's first record.
+    pub fn resumed(&self, from_ns: u64, to_ns: u64, why: impl Into<String>) {
+        self.send(SourceEvent::Resumed {
+            from_ns,
+            to_ns,
+            why: why.into(),
+        });
     }
 
     pub fn note(&self, message: impl Into<String>) {

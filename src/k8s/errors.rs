@@ -65,8 +65,48 @@ pub fn pod_security_level(e: &kube::Error) -> Option<String> {
     Some(rest.split([':', '"']).next()?.to_string())
 }
 
+/// The API server's URL, once the client is configured (for messages about reaching it).
+static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Remembers the API server's URL for [`transport`] messages.
+pub fn remember_server(url: &str) {
+    let _ = SERVER.set(url.trim_end_matches('/').to_string());
+}
+
+/// Why the API server could not be reached, as kubectl says it: the operating system's cause
+/// and the URL (`connection refused to https://127.0.0.1:1`); None when `e` is not a
+/// transport error.
+pub fn transport(e: &kube::Error) -> Option<String> {
+    if !unreachable(e) {
+        return None;
+    }
+    // the innermost cause is the one that says what happened (kube and hyper wrap it as
+    // "client error (Connect)", "tcp connect error")
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let text = cause.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    let text = match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "the connection failed".to_string(),
+    };
+    Some(match SERVER.get() {
+        Some(url) => format!("{text} to {url}"),
+        None => text,
+    })
+}
+
 /// A clear message for an API error met while doing `what` in namespace `ns`.
 pub fn explain(e: &kube::Error, what: &str, ns: &str) -> String {
+    if let Some(why) = transport(e) {
+        return format!("{what}: cannot reach the API server: {why}");
+    }
     if let Some((verb, resource)) = rbac_denial(e) {
         return format!(
             "{what}: RBAC forbids it: your user may not `{verb}` `{resource}` in namespace {ns}; \

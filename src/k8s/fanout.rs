@@ -7,8 +7,9 @@ use super::client::connect;
 use super::errors::{self, ClusterError};
 use super::inject::InjectError;
 use super::inject::{container_name, inject};
+use super::precheck::{self, FilterCheck};
 use super::select::{resolve, Selection};
-use super::stream::{stream, Ended, Gone, Target};
+use super::stream::{stream, Ended, Gone, PodError, Target};
 use super::{PodOptions, Via};
 use crate::engine::{EngineConfig, Report};
 use crate::error::StartError;
@@ -25,6 +26,7 @@ use kube::{Api, Client};
 use podcap_format::{NameRecord, Record};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -171,6 +173,26 @@ fn describe_plan(pod: &Pod, opts: &PodOptions) -> String {
 pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, StartError> {
     // pods are live sources: the watermark rule, never the exact one
     cfg.window.get_or_insert(crate::merge::DEFAULT_WINDOW);
+    // a filter tcpdump refuses is refused before any pod is touched (docs/design.md §10)
+    match precheck::check_filter(&opts.interface, &opts.filter) {
+        FilterCheck::Accepted => {}
+        FilterCheck::Refused(why) => {
+            return Err(StartError::Capture(format!(
+                "tcpdump refuses the capture filter {:?}: {why}; no pod was touched. Fix the \
+                 filter (it goes after `--`, in tcpdump's syntax; see `man pcap-filter`)",
+                opts.filter.join(" ")
+            )))
+        }
+        FilterCheck::Unchecked(why) => {
+            tracing::info!("{why}; the first pod's capture checks the filter");
+            if opts.dry_run {
+                eprintln!(
+                    "podcap-merge: {why}: the filter is not checked by --dry-run (the first \
+                     pod's capture checks it before the others are touched)"
+                );
+            }
+        }
+    }
     let session = Session::new()?;
     let Some(plan) = session.block_on(plan(&opts))? else {
         return Ok(Report::default()); // --dry-run
@@ -180,20 +202,52 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Start
         sel,
         services,
         running,
+        names,
     } = plan;
-    let report = session.capture(cfg, move |events, stop| {
-        follow(client, sel, Arc::new(opts), events, stop, services, running)
+    let verdict = Arc::new(std::sync::Mutex::new(RunVerdict::default()));
+    let shared = verdict.clone();
+    let mut report = session.capture(cfg, move |events, stop| {
+        follow(
+            client,
+            sel,
+            Arc::new(opts),
+            events,
+            stop,
+            services,
+            running,
+            names,
+            shared,
+        )
     })?;
+    let verdict = std::mem::take(
+        &mut *verdict
+            .lock()
+            .map_err(|_| StartError::Io(std::io::Error::other("a capture task panicked")))?,
+    );
+    if let Some(why) = verdict.refused {
+        return Err(StartError::Capture(format!(
+            "{why}; no other pod was touched. Fix the capture's interface (-i; `any` captures \
+             every interface of the pod) or filter"
+        )));
+    }
+    if verdict.containers > 0 {
+        report.notes.push(format!(
+            "{} capture container(s) added (ephemeral containers stay in their pods until the \
+             pods are replaced)",
+            verdict.containers
+        ));
+    }
     Ok(report)
 }
 
-/// What a pod run starts from: the connection, the selection, the Services' names and how
-/// many pods run now.
+/// What a pod run starts from: the connection, the selection, the Services' names, how
+/// many pods run now and (pods named on the command line) the names to capture.
 struct Plan {
     client: Client,
     sel: Selection,
     services: Vec<NameRecord>,
     running: usize,
+    names: HashSet<String>,
 }
 
 /// Connects, resolves the selection and lists the pods; prints the plan and returns None
@@ -285,17 +339,84 @@ async fn plan(opts: &PodOptions) -> Result<Option<Plan>, ClusterError> {
         return Ok(None);
     }
     let services = service_names(&client, &sel).await;
+    // named pods: the run ends once the capture of each one that runs or starts has ended
+    let names = if sel.names.is_empty() {
+        HashSet::new()
+    } else {
+        matching
+            .iter()
+            .filter(|p| !finished(p))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect()
+    };
     let running = running.len();
     Ok(Some(Plan {
         client,
         sel,
         services,
         running,
+        names,
     }))
 }
 
-/// Watches the selection; starts a capture for each new running pod, tells captures when
-/// their pod goes away. Holds the engine's channel open until a stop.
+/// How one pod's capture ended, as the run sees it.
+#[derive(Debug)]
+enum Outcome {
+    /// Ended without failing: stopped, its pod deleted or unselected, tcpdump finished.
+    Ended,
+    /// Failed; the engine has the error.
+    Failed,
+    /// tcpdump refused the capture before it began (the filter, the interface): the error,
+    /// with tcpdump's own words. The same command fails in every pod.
+    Refused(String),
+}
+
+/// Captures in progress, by pod key: their task and the switch that tells them their pod
+/// went away.
+type Active = HashMap<String, (tokio::task::JoinHandle<Outcome>, watch::Sender<Gone>)>;
+
+/// The fan-out's gate (docs/design.md §10): the first pod's capture must be running (tcpdump
+/// listening) before any other pod is touched, so a capture that tcpdump refuses costs one
+/// pod a container, not all of them.
+enum Gate {
+    /// No capture started yet: the next pod is the probe.
+    Unprobed,
+    /// The probe runs: its pod's key and whether its tcpdump listens.
+    Probing {
+        key: String,
+        listening: watch::Receiver<bool>,
+    },
+    Open,
+}
+
+impl Gate {
+    /// Completes when the probe's tcpdump listens (never when there is no probe).
+    async fn heard(&mut self) {
+        match self {
+            Gate::Probing { listening, .. } => {
+                if listening.wait_for(|l| *l).await.is_err() {
+                    // the probe's task is ending: the next reaping opens the gate
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// What the watcher shares with [`run_pods`] when the run cannot go on.
+#[derive(Default)]
+struct RunVerdict {
+    /// The probe's tcpdump refused the capture: the message (exit status 2).
+    refused: Option<String>,
+    /// Capture containers added in this run.
+    containers: usize,
+}
+
+/// Watches the selection; starts a capture for each new running pod (the first alone, as the
+/// probe), tells captures when their pod goes away, ends the run when nothing is left to
+/// capture. Holds the engine's channel open until then or a stop.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     client: Client,
     sel: Selection,
@@ -304,6 +425,8 @@ async fn follow(
     stop: Arc<Stop>,
     services: Vec<NameRecord>,
     initial: usize,
+    mut expected_names: HashSet<String>,
+    verdict: Arc<std::sync::Mutex<RunVerdict>>,
 ) -> Option<String> {
     let api = sel.api(&client);
     let mut cfg = watcher::Config::default();
@@ -315,18 +438,33 @@ async fn follow(
     }
     let mut stream = watcher(api, cfg).default_backoff().boxed();
     let mut stop_rx = stop.subscribe();
+    let containers = Arc::new(AtomicUsize::new(0));
+    let ctx = |pods: usize| PodContext {
+        client: client.clone(),
+        opts: opts.clone(),
+        buffer: super::stream::per_pod_buffer(pods),
+        services: services.clone(),
+        // named pods end the run when their captures end; a selection is followed, and a
+        // capture that ends while its pod still runs is resumed
+        resume: sel.names.is_empty(),
+        containers: containers.clone(),
+    };
     // pods captured (or being captured) in this run, by UID: never a second time
     let mut seen: HashSet<String> = HashSet::new();
-    // captures in progress: their task and the switch that tells them their pod went away
-    let mut active: HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<Gone>)> =
-        HashMap::new();
+    let mut active: Active = HashMap::new();
+    let mut gate = Gate::Unprobed;
+    // pods found while the probe runs, started once it listens
+    let mut held: Vec<Pod> = Vec::new();
     // pods over --max-pods, captured when a capture ends and makes room
     let mut waiting: Vec<Pod> = Vec::new();
+    // how the captures of this run ended so far
+    let (mut failed, mut ended) = (0usize, 0usize);
     // during a re-list (after a watch gap): the pods it names; the others are gone
     let mut relist: Option<HashSet<String>> = None;
     let mut lost_since: Option<std::time::Instant> = None;
     let mut announced = false;
     let mut last_err = String::new();
+    let mut last_failure = String::new();
     let mut run_error = None;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -340,13 +478,65 @@ async fn follow(
             },
             _ = stop_rx.changed() => continue,
             _ = check.tick() => None, // housekeeping only
+            _ = gate.heard() => None,
         };
-        // finished captures make room for waiting pods
-        active.retain(|_, (t, _)| !t.is_finished());
-        while active.len() < opts.max_pods && !waiting.is_empty() {
-            let pod = waiting.remove(0);
-            let ctx = ctx_of(&client, &opts, &services, (active.len() + 1).max(initial));
-            start(&mut active, &ctx, pod, &events, &stop);
+        // finished captures: how they ended; the probe's end opens the gate or ends the run
+        for (key, outcome) in reap(&mut active).await {
+            let probe = matches!(&gate, Gate::Probing { key: k, .. } if *k == key);
+            match outcome {
+                Outcome::Refused(why) if probe => {
+                    if let Ok(mut v) = verdict.lock() {
+                        v.refused = Some(why);
+                    }
+                    return None;
+                }
+                Outcome::Refused(why) => {
+                    failed += 1;
+                    last_failure = why;
+                }
+                Outcome::Failed => failed += 1,
+                Outcome::Ended => ended += 1,
+            }
+            if probe {
+                gate = Gate::Open;
+            }
+        }
+        if matches!(&gate, Gate::Probing { listening, .. } if *listening.borrow()) {
+            gate = Gate::Open;
+        }
+        if matches!(gate, Gate::Open) {
+            waiting.append(&mut held);
+            while active.len() < opts.max_pods && !waiting.is_empty() {
+                let pod = waiting.remove(0);
+                let c = ctx((active.len() + 1).max(initial));
+                start(&mut active, &c, pod, &events, &stop, false);
+            }
+        }
+        // nothing left to capture: named pods have all been captured, or every capture of a
+        // selection failed (a new pod would fail the same way)
+        // (while the API server is lost, that is what ends the run, below)
+        if active.is_empty()
+            && waiting.is_empty()
+            && held.is_empty()
+            && failed + ended > 0
+            && lost_since.is_none()
+        {
+            if !sel.names.is_empty() && expected_names.is_empty() {
+                events.say("the captures of the named pods have ended");
+                break;
+            }
+            if sel.names.is_empty() && ended == 0 {
+                let e = format!(
+                    "every capture has failed{}; no pod is being captured, stopping",
+                    if last_failure.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (the last: {last_failure})")
+                    }
+                );
+                run_error = Some(e);
+                break;
+            }
         }
         let Some(ev) = ev else {
             if let Some(since) = lost_since {
@@ -411,8 +601,12 @@ async fn follow(
                     } else {
                         let _ = g.send(Gone::Deleted);
                     }
+                } else if let Some(n) = p.metadata.name.as_deref() {
+                    // a named pod that goes before its capture began will not be captured
+                    expected_names.remove(n);
                 }
                 waiting.retain(|w| pod_key(w) != pod_key(&p));
+                held.retain(|w| pod_key(w) != pod_key(&p));
                 continue;
             }
             Err(e) => {
@@ -428,8 +622,11 @@ async fn follow(
         if finished(&pod) {
             if let Some((_, g)) = active.get(&key) {
                 let _ = g.send(Gone::Deleted);
+            } else if let Some(n) = pod.metadata.name.as_deref() {
+                expected_names.remove(n);
             }
             waiting.retain(|w| pod_key(w) != key);
+            held.retain(|w| pod_key(w) != key);
             continue;
         }
         if seen.contains(&key)
@@ -438,18 +635,30 @@ async fn follow(
         {
             continue;
         }
-        seen.insert(key);
-        if active.len() >= opts.max_pods {
-            events.say(format!(
-                "{}: waiting: --max-pods {} captures are running; it is captured when one ends",
-                full_name(&pod),
-                opts.max_pods
-            ));
-            waiting.push(pod);
-            continue;
+        seen.insert(key.clone());
+        if let Some(n) = pod.metadata.name.as_deref() {
+            expected_names.remove(n);
         }
-        let ctx = ctx_of(&client, &opts, &services, (active.len() + 1).max(initial));
-        start(&mut active, &ctx, pod, &events, &stop);
+        match gate {
+            Gate::Unprobed => {
+                let c = ctx(initial.max(1));
+                let listening = start(&mut active, &c, pod, &events, &stop, true);
+                gate = Gate::Probing { key, listening };
+            }
+            Gate::Probing { .. } => held.push(pod),
+            Gate::Open if active.len() >= opts.max_pods => {
+                events.say(format!(
+                    "{}: waiting: --max-pods {} captures are running; it is captured when one ends",
+                    full_name(&pod),
+                    opts.max_pods
+                ));
+                waiting.push(pod);
+            }
+            Gate::Open => {
+                let c = ctx((active.len() + 1).max(initial));
+                start(&mut active, &c, pod, &events, &stop, false);
+            }
+        }
     }
     drop(events);
     // keep telling captures about deleted pods while they finish
@@ -477,44 +686,66 @@ async fn follow(
     for (_, (t, _)) in active {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
+    if let Ok(mut v) = verdict.lock() {
+        v.containers = containers.load(Ordering::Relaxed);
+    }
     run_error
+}
+
+/// Takes the finished captures out of `active`, with how each ended.
+async fn reap(active: &mut Active) -> Vec<(String, Outcome)> {
+    let done: Vec<String> = active
+        .iter()
+        .filter(|(_, (t, _))| t.is_finished())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut out = Vec::with_capacity(done.len());
+    for key in done {
+        if let Some((task, _)) = active.remove(&key) {
+            // a task that panicked failed
+            out.push((key, task.await.unwrap_or(Outcome::Failed)));
+        }
+    }
+    out
 }
 
 /// How long the watch may fail, with no capture running, before the run ends.
 const LOST_FOR: Duration = Duration::from_secs(5);
 
-fn ctx_of(
-    client: &Client,
-    opts: &Arc<PodOptions>,
-    services: &[NameRecord],
-    pods: usize,
-) -> PodContext {
-    PodContext {
-        client: client.clone(),
-        opts: opts.clone(),
-        buffer: super::stream::per_pod_buffer(pods),
-        services: services.to_vec(),
-    }
-}
+/// How often a capture that ends by itself while its pod runs is started again, and the pause
+/// before the first new start (doubled each time). A capture that then runs for
+/// [`RESUME_RESET`] earns its resumes back.
+const MAX_RESUMES: u32 = 3;
+const RESUME_PAUSE: Duration = Duration::from_secs(1);
+const RESUME_RESET: Duration = Duration::from_secs(60);
 
-/// Starts the capture of `pod`.
+/// A pod's capture wears this many of our containers before a warning (they are never removed).
+const MANY_CONTAINERS: usize = 5;
+
+/// Starts the capture of `pod` (the run's first: the `probe`); returns whether its tcpdump
+/// listens.
 fn start(
-    active: &mut HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<Gone>)>,
+    active: &mut Active,
     ctx: &PodContext,
     pod: Pod,
     events: &Events,
     stop: &Arc<Stop>,
-) {
+    probe: bool,
+) -> watch::Receiver<bool> {
     let key = pod_key(&pod);
     let (gtx, grx) = watch::channel(Gone::No);
+    let (ltx, lrx) = watch::channel(false);
     let task = tokio::spawn(capture_pod(
         ctx.clone(),
         pod,
         events.clone(),
         stop.subscribe(),
         grx,
+        ltx,
+        probe,
     ));
     active.insert(key, (task, gtx));
+    lrx
 }
 
 /// What every pod's capture shares with the run.
@@ -526,6 +757,22 @@ struct PodContext {
     buffer: usize,
     /// Service names for the NRB.
     services: Vec<NameRecord>,
+    /// Whether a capture that ends by itself while its pod runs is started again.
+    resume: bool,
+    /// Capture containers added in this run.
+    containers: Arc<AtomicUsize>,
+}
+
+/// How many of our capture containers (from any run) `pod` already holds.
+fn capture_containers(pod: &Pod) -> usize {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .map_or(0, |v| {
+            v.iter()
+                .filter(|c| super::inject::is_capture_container(&c.name))
+                .count()
+        })
 }
 
 async fn capture_pod(
@@ -534,16 +781,20 @@ async fn capture_pod(
     events: Events,
     mut stop: watch::Receiver<StopLevel>,
     gone: watch::Receiver<Gone>,
-) {
+    listening: watch::Sender<bool>,
+    probe: bool,
+) -> Outcome {
     let PodContext {
         client,
         opts,
         buffer,
         services,
+        resume,
+        containers,
     } = ctx;
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let container = container_name();
+    let mut container = container_name();
     let node = pod
         .spec
         .as_ref()
@@ -582,73 +833,154 @@ async fn capture_pod(
     };
     names.extend(services);
     if !tx.records(vec![Record::Names(names)]).await {
-        return;
+        return Outcome::Ended;
+    }
+    let held = capture_containers(&pod);
+    if held >= MANY_CONTAINERS {
+        tx.note(format!(
+            "already holds {held} capture containers from earlier runs (ephemeral containers \
+             stay until the pod is replaced; `kubectl describe pod` lists every one): recreate \
+             it when convenient (e.g. `kubectl rollout restart`)"
+        ));
     }
     let api: Api<Pod> = Api::namespaced(client, &ns);
-    let state_tx = &tx;
-    let state = move |s: SourceState| state_tx.state(s);
-    let mut gone_early = gone.clone();
-    let injected = tokio::select! {
-        r = inject(&api, &pod, &opts, &container, &state) => r,
-        _ = stop.wait_for(|l| *l != StopLevel::Running) => {
-            tx.state(SourceState::Ended(EndReason::StoppedBeforeCapture));
-            return;
-        }
-        Ok(_) = gone_early.wait_for(|g| *g != Gone::No) => {
-            tx.state(SourceState::Ended(if *gone.borrow() == Gone::Unselected {
-                EndReason::Unselected {
-                    before_capture: true,
+    let mut resumes = 0u32;
+    // when the previous capture ended, and why: the gap a resumed capture reports
+    let mut gap: Option<(u64, String)> = None;
+    loop {
+        let first = gap.is_none();
+        let state_tx = &tx;
+        let state = move |s: SourceState| state_tx.state(s);
+        let mut gone_early = gone.clone();
+        let injected = tokio::select! {
+            r = inject(&api, &pod, &opts, &container, &state) => r,
+            _ = stop.wait_for(|l| *l != StopLevel::Running) => {
+                tx.state(SourceState::Ended(if first {
+                    EndReason::StoppedBeforeCapture
+                } else {
+                    EndReason::Stopped
+                }));
+                return Outcome::Ended;
+            }
+            Ok(_) = gone_early.wait_for(|g| *g != Gone::No) => {
+                tx.state(SourceState::Ended(gone_reason(*gone.borrow(), first)));
+                return Outcome::Ended;
+            }
+        };
+        let injected = match injected {
+            Ok(i) => i,
+            // a pod deleted meanwhile (a rollout) is no failure
+            Err(InjectError::PodGone(how)) => {
+                tracing::info!(pod = %name, "{}", InjectError::PodGone(how));
+                tx.state(SourceState::Ended(EndReason::PodDeleted {
+                    before_capture: first,
+                }));
+                return Outcome::Ended;
+            }
+            Err(e) => {
+                match gap {
+                    Some((_, why)) => tx.failed(PodError::ResumeFailed {
+                        ended: why,
+                        error: e,
+                    }),
+                    None => tx.failed(e),
                 }
-            } else {
-                EndReason::PodDeleted {
-                    before_capture: true,
+                return Outcome::Failed;
+            }
+        };
+        containers.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = injected.note.as_ref().filter(|_| first) {
+            tx.note(n.clone());
+        }
+        if let Some((from, why)) = gap.take() {
+            tx.resumed(from, crate::output::now_ns(), why);
+        }
+        listening.send_replace(false);
+        let capture = opts.capture_argv();
+        let t = Target {
+            api: &api,
+            namespace: &ns,
+            pod: &name,
+            container: &injected.container,
+            capture: &capture,
+            max_secs: opts.max_secs(),
+            via: opts.via,
+            stdout_buf: buffer,
+            listening: &listening,
+        };
+        let began = std::time::Instant::now();
+        let why = match stream(t, &tx, stop.clone(), gone.clone()).await {
+            Ok((Ended::PodGone, _)) => {
+                tx.state(SourceState::Ended(gone_reason(*gone.borrow(), false)));
+                return Outcome::Ended;
+            }
+            Ok((Ended::Stopped, _)) => {
+                tx.state(SourceState::Ended(EndReason::Stopped));
+                return Outcome::Ended;
+            }
+            Ok((Ended::Finished, _)) if !resume => {
+                tx.state(SourceState::Ended(EndReason::TcpdumpFinished));
+                return Outcome::Ended;
+            }
+            Ok((Ended::Finished, _)) => "tcpdump finished".to_string(),
+            // tcpdump refused to start: the same command fails everywhere, resuming cannot help
+            Err(e) if !*listening.borrow() && e.refused_by_tcpdump().is_some() => {
+                let said = e.refused_by_tcpdump().unwrap_or_default();
+                let why = format!("tcpdump refused the capture in pod {ns}/{name}: {said}");
+                if probe {
+                    // the run ends with this as its error; the source just ends
+                    tx.state(SourceState::Failed);
+                } else {
+                    tx.failed(e);
                 }
-            }));
-            return;
+                return Outcome::Refused(why);
+            }
+            // a capture that never began (exec refused…) or that is not followed: a failure
+            Err(e) if !resume || !*listening.borrow() => {
+                tx.failed(e);
+                return Outcome::Failed;
+            }
+            Err(e) => e.to_string(),
+        };
+        // the capture ended by itself while its pod still runs (as far as the watch knows)
+        if began.elapsed() >= RESUME_RESET {
+            resumes = 0;
         }
-    };
-    let injected = match injected {
-        Ok(i) => i,
-        // a pod deleted meanwhile (a rollout) is no failure
-        Err(InjectError::PodGone(how)) => {
-            tracing::info!(pod = %name, "{}", InjectError::PodGone(how));
-            tx.state(SourceState::Ended(EndReason::PodDeleted {
-                before_capture: true,
-            }));
-            return;
+        if resumes >= MAX_RESUMES {
+            tx.failed(PodError::GaveUp { resumes, last: why });
+            return Outcome::Failed;
         }
-        Err(e) => {
-            tx.failed(e);
-            return;
+        resumes += 1;
+        let pause = RESUME_PAUSE * 2u32.pow(resumes - 1);
+        tx.note(format!(
+            "the capture ended while the pod still runs ({why}); starting it again in {} s with \
+             a new capture container (resume {resumes} of {MAX_RESUMES})",
+            pause.as_secs()
+        ));
+        tx.state(SourceState::Resuming);
+        gap = Some((crate::output::now_ns(), why));
+        let mut gone_wait = gone.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|l| *l != StopLevel::Running) => {
+                tx.state(SourceState::Ended(EndReason::Stopped));
+                return Outcome::Ended;
+            }
+            Ok(_) = gone_wait.wait_for(|g| *g != Gone::No) => {
+                tx.state(SourceState::Ended(gone_reason(*gone.borrow(), false)));
+                return Outcome::Ended;
+            }
         }
-    };
-    if let Some(n) = &injected.note {
-        tx.note(n.clone());
+        container = container_name();
     }
-    let capture = opts.capture_argv();
-    let t = Target {
-        api: &api,
-        namespace: &ns,
-        pod: &name,
-        container: &injected.container,
-        capture: &capture,
-        max_secs: opts.max_secs(),
-        via: opts.via,
-        stdout_buf: buffer,
-    };
-    let why = gone.clone();
-    match stream(t, &tx, stop, gone).await {
-        Ok((Ended::PodGone, _)) if *why.borrow() == Gone::Unselected => {
-            tx.state(SourceState::Ended(EndReason::Unselected {
-                before_capture: false,
-            }))
-        }
-        Ok((Ended::PodGone, _)) => tx.state(SourceState::Ended(EndReason::PodDeleted {
-            before_capture: false,
-        })),
-        Ok((Ended::Stopped, _)) => tx.state(SourceState::Ended(EndReason::Stopped)),
-        Ok((Ended::Finished, _)) => tx.state(SourceState::Ended(EndReason::TcpdumpFinished)),
-        Err(e) => tx.failed(e),
+}
+
+/// Why a capture ended when its pod went (`Gone::Unselected`: its labels changed).
+fn gone_reason(gone: Gone, before_capture: bool) -> EndReason {
+    if gone == Gone::Unselected {
+        EndReason::Unselected { before_capture }
+    } else {
+        EndReason::PodDeleted { before_capture }
     }
 }
 

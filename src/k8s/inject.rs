@@ -76,6 +76,32 @@ pub fn container_name() -> String {
     format!("podcap-{:08x}", (mixed >> 32) as u32)
 }
 
+/// Whether a container name is one of ours (`podcap-` and 8 hex digits), from any run.
+pub fn is_capture_container(name: &str) -> bool {
+    name.strip_prefix("podcap-")
+        .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The containers a Pod Security refusal names (`containers "a", "b" must not include …` or
+/// `container "a" must …`), in order.
+pub fn refused_containers(message: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in message.split("container").skip(1) {
+        // `s "a", "b" must…` or ` "a" must…`: the quoted names before the verb
+        let rest = part.strip_prefix('s').unwrap_or(part);
+        let names = rest.split(" must ").next().unwrap_or("");
+        for q in names.split(',') {
+            let q = q.trim();
+            if let Some(n) = q.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                if !n.is_empty() && !out.iter().any(|o| o == n) {
+                    out.push(n.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The capabilities a profile asks for.
 pub fn capabilities(profile: Profile, promiscuous: bool) -> Vec<&'static str> {
     match profile {
@@ -162,8 +188,30 @@ fn replaced(e: &kube::Error) -> bool {
     })
 }
 
-fn patch_error(e: &kube::Error, ns: &str) -> InjectError {
+fn patch_error(e: &kube::Error, ns: &str, pod: &str, ours: &str) -> InjectError {
     if let Some(level) = errors::pod_security_level(e) {
+        let message = errors::status(e).map(|s| s.message.as_str()).unwrap_or("");
+        let named = refused_containers(message);
+        let earlier: Vec<&String> = named
+            .iter()
+            .filter(|n| n.as_str() != ours && is_capture_container(n))
+            .collect();
+        if !earlier.is_empty() && named.iter().all(|n| n == ours || is_capture_container(n)) {
+            // the admission check covers the whole pod: capture containers of earlier runs
+            // (added before the namespace's level was raised) keep every new one out
+            return InjectError::Refused(format!(
+                "Pod Security level {level:?} of namespace {ns} rejects any new container in pod \
+                 {pod}, because capture containers of earlier runs ({}) hold capabilities the \
+                 level forbids ({message}); ephemeral containers cannot be removed, so this pod \
+                 can be captured again only once it is recreated (e.g. `kubectl rollout restart \
+                 deployment/NAME -n {ns}`, or delete the pod if a controller replaces it)",
+                earlier
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         return InjectError::Refused(format!(
             "Pod Security level {level:?} of namespace {ns} rejects the capture container ({}); \
              {}",
@@ -229,14 +277,18 @@ pub async fn inject(
                 refreshed = true;
                 match api.get(&pod_name).await {
                     Ok(p) if p.metadata.uid == pod.metadata.uid => current = p,
-                    _ => return Err(patch_error(&e, &ns)),
+                    _ => return Err(patch_error(&e, &ns, &pod_name, &name)),
                 }
             }
             Err(e)
                 if opts.profile == Profile::Auto
                     && !opts.promiscuous // (promiscuous mode needs NET_ADMIN: no fallback)
                     && !caps.is_empty()
-                    && errors::pod_security_level(&e).as_deref() == Some("baseline") =>
+                    && errors::pod_security_level(&e).as_deref() == Some("baseline")
+                    // only ours is refused: without capabilities it may pass
+                    && errors::status(&e).is_none_or(|s| {
+                        refused_containers(&s.message).iter().all(|n| *n == name)
+                    }) =>
             {
                 // nothing was added: one more attempt, without added capabilities
                 note = Some(format!(
@@ -248,7 +300,7 @@ pub async fn inject(
                 caps.clear();
             }
             Err(e) if replaced(&e) => return Err(InjectError::PodGone(Gone::Replaced)),
-            Err(e) => return Err(patch_error(&e, &ns)),
+            Err(e) => return Err(patch_error(&e, &ns, &pod_name, &name)),
         }
     }
     state(SourceState::StartingContainer);
@@ -374,6 +426,25 @@ async fn wait_running(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_security_refusals_name_their_containers() {
+        // as the real v1.28 apiserver words it
+        let m = "pods \"mando-1\" is forbidden: violates PodSecurity \"baseline:latest\": \
+                 non-default capabilities (containers \"podcap-d72dec4e\", \"podcap-6718ff4c\" \
+                 must not include \"NET_RAW\" in securityContext.capabilities.add)";
+        assert_eq!(
+            refused_containers(m),
+            ["podcap-d72dec4e", "podcap-6718ff4c"]
+        );
+        let one = "violates PodSecurity \"baseline:latest\": non-default capabilities \
+                   (container \"podcap-0badcafe\" must not include \"NET_ADMIN\", \"NET_RAW\" in \
+                   securityContext.capabilities.add)";
+        assert_eq!(refused_containers(one), ["podcap-0badcafe"]);
+        assert!(is_capture_container("podcap-d72dec4e"));
+        assert!(!is_capture_container("podcap-sidecar"));
+        assert!(!is_capture_container("app"));
+    }
 
     #[test]
     fn names_are_unique_and_valid() {

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod errors;
 pub mod fanout;
 pub mod inject;
+pub mod precheck;
 pub mod script;
 pub mod select;
 pub mod stream;

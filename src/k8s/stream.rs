@@ -46,6 +46,8 @@ pub struct Target<'a> {
     pub via: Via,
     /// Size of kube's stdout pipe for this stream.
     pub stdout_buf: usize,
+    /// Set to true once the capture runs: tcpdump said "listening on", or a packet came.
+    pub listening: &'a watch::Sender<bool>,
 }
 
 /// Whether the pod of a capture is still wanted, as the watcher sees it.
@@ -113,6 +115,33 @@ pub enum PodError {
     /// attach: the container ended by itself, saying something.
     #[error("the capture ended{}", said(.stderr))]
     Ended { stderr: String },
+    /// The capture ended by itself and could not be started again.
+    #[error("{ended}; starting it again failed: {error}")]
+    ResumeFailed {
+        ended: String,
+        error: super::inject::InjectError,
+    },
+    /// The capture kept ending by itself; it was resumed this many times.
+    #[error("the capture ended by itself again after {resumes} resume(s) (the last time: {last}); not resumed any more")]
+    GaveUp { resumes: u32, last: String },
+}
+
+impl PodError {
+    /// tcpdump itself ended with an error and said why (before it listened, that is a filter
+    /// or an interface it refuses: the same command fails in every pod).
+    pub fn refused_by_tcpdump(&self) -> Option<&str> {
+        let said = match self {
+            PodError::Tcpdump { code, stderr } if *code != 0 => stderr,
+            PodError::Ended { stderr } => stderr,
+            PodError::Capture {
+                fault: CaptureFault::NoData,
+                exit: Some(Exit::Code(code)),
+                stderr,
+            } if *code != 0 => stderr,
+            _ => return None,
+        };
+        (!said.is_empty()).then_some(said.as_str())
+    }
 }
 
 fn exit_note(exit: &Option<Exit>) -> String {
@@ -264,6 +293,8 @@ pub async fn stream(
     let mut link_lost = false;
     let mut gone_open = true;
     let stderr = drain_stderr(proc.stderr(), t.pod.to_string(), |l| !chatter(l));
+    let mut heard = stderr.listening();
+    let mut heard_open = true;
     tx.state(SourceState::Capturing);
     let mut pump = Pump::new(READ);
     let mut ended: Option<Ended> = None;
@@ -308,7 +339,11 @@ pub async fn stream(
                         })
                         .await;
                     match delivered {
-                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Continue) => {
+                            if pump.packets > 0 {
+                                t.listening.send_if_modified(|l| !std::mem::replace(l, true));
+                            }
+                        }
                         Ok(Flow::Abandon) => {
                             ended = Some(Ended::Stopped);
                             break;
@@ -326,6 +361,14 @@ pub async fn stream(
             },
             changed = stop.changed() => {
                 level = level_after(changed, &stop);
+            }
+            changed = heard.changed(), if heard_open => {
+                if changed.is_err() {
+                    heard_open = false; // stderr ended
+                } else if *heard.borrow() {
+                    t.listening.send_if_modified(|l| !std::mem::replace(l, true));
+                    heard_open = false;
+                }
             }
             st = async {
                 match status.as_mut() {

@@ -15,6 +15,8 @@ const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const IF_FCSLEN: u16 = 13;
 const SHB_USERAPPL: u16 = 4;
+/// `opt_comment`, valid in every block.
+const OPT_COMMENT: u16 = 1;
 const ISB_STARTTIME: u16 = 2;
 const ISB_ENDTIME: u16 = 3;
 const ISB_IFRECV: u16 = 4;
@@ -207,9 +209,24 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Interface Statistics Block: start/end time, packets received, dropped if known.
     pub fn statistics(&mut self, iface: u32, now_ns: u64, t: &InterfaceTotals) -> io::Result<()> {
+        self.statistics_with_comment(iface, now_ns, t, None)
+    }
+
+    /// An Interface Statistics Block with an `opt_comment` (e.g. the gaps of a capture that
+    /// was resumed), which Wireshark shows with the interface's statistics.
+    pub fn statistics_with_comment(
+        &mut self,
+        iface: u32,
+        now_ns: u64,
+        t: &InterfaceTotals,
+        comment: Option<&str>,
+    ) -> io::Result<()> {
         let start = self.begin(ISB);
         self.u32(iface);
         self.ts(now_ns);
+        if let Some(c) = comment.filter(|c| !c.is_empty()) {
+            self.option(OPT_COMMENT, c.as_bytes());
+        }
         if let Some(first) = t.first_ns {
             self.option(ISB_STARTTIME, &split_ts(first));
         }
