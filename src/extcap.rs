@@ -20,7 +20,7 @@
 //! register the preferences: so it must be quick, and reach the cluster with a short bound);
 //! `--extcap-config … --extcap-reload-option namespace --context C` (the dialog's reload);
 //! `--extcap-capture-filter F --extcap-interface podcap` (is the filter valid? nothing printed
-//! means yes); `--capture --extcap-interface podcap --fifo PATH [--extcap-capture-filter F]
+//! means yes: the local tcpdump judges it, as before a pod run, [`crate::k8s::precheck`]); `--capture --extcap-interface podcap --fifo PATH [--extcap-capture-filter F]
 //! --namespace shop …`. Anything the program prints on stderr during a capture is shown by
 //! Wireshark as an error, so the capture runs quiet and prints only real errors.
 
@@ -38,7 +38,6 @@ pub const INTERFACE: &str = "podcap";
 /// LINUX_SLL2, what tcpdump -i any writes in each pod (the merged stream's own interface
 /// descriptions carry each pod's real link type).
 const DLT_LINUX_SLL2: u32 = 276;
-const DLT_EN10MB: u32 = 1;
 /// How long `--extcap-config` may spend listing the namespaces (it runs at every start of
 /// Wireshark and tshark).
 const LIST_BOUND: Duration = Duration::from_secs(3);
@@ -176,19 +175,28 @@ pub fn run(args: &[OsString]) -> Result<Outcome, StartError> {
         return flags::parse_from(argv).map(|r| Outcome::Capture(Box::new(r)));
     }
     if let Some(f) = cli.extcap_capture_filter.as_deref() {
-        let link = link_type(cli.settings.interface.as_deref());
-        if let Err(problem) = crate::filter::check(f, link) {
-            match problem {
-                // Wireshark shows the first line next to the filter field
-                crate::filter::Problem::Invalid(m) => println!("{m}"),
-                // Wireshark then shows the filter as unknown (neither valid nor invalid)
-                crate::filter::Problem::Unchecked(m) => {
-                    eprintln!("{m}");
-                    return Ok(Outcome::Done(ExitCode::from(1)));
+        use crate::k8s::precheck::{check_filter, FilterCheck};
+        let interface = cli
+            .settings
+            .interface
+            .as_deref()
+            .filter(|i| !i.is_empty())
+            .unwrap_or("any");
+        return Ok(Outcome::Done(
+            match check_filter(interface, &[f.to_string()]) {
+                FilterCheck::Accepted => ExitCode::SUCCESS,
+                // Wireshark shows the first line beside the filter field
+                FilterCheck::Refused(m) => {
+                    println!("{m}");
+                    ExitCode::SUCCESS
                 }
-            }
-        }
-        return Ok(Outcome::Done(ExitCode::SUCCESS));
+                // Wireshark then shows the filter as neither valid nor invalid
+                FilterCheck::Unchecked(m) => {
+                    eprintln!("{m}");
+                    ExitCode::from(1)
+                }
+            },
+        ));
     }
     Err(StartError::Usage(
         "an extcap call needs --extcap-interfaces, --extcap-dlts, --extcap-config, \
@@ -210,14 +218,6 @@ fn dlts() -> String {
         "dlt {{number={DLT_LINUX_SLL2}}}{{name=LINUX_SLL2}}{{display=Linux cooked v2 \
          (each pod's own link type is in the stream)}}\n"
     )
-}
-
-/// The link type tcpdump writes for an interface: `any` is LINUX_SLL2, a pod's ethN Ethernet.
-fn link_type(interface: Option<&str>) -> u32 {
-    match interface.filter(|i| !i.is_empty()).unwrap_or("any") {
-        "any" => DLT_LINUX_SLL2,
-        _ => DLT_EN10MB,
-    }
 }
 
 /// Text inside an extcap sentence's braces: `{` and `}` would end the field, so they are

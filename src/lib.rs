@@ -11,7 +11,6 @@
 pub mod engine;
 pub mod error;
 pub mod extcap;
-pub mod filter;
 pub mod flags;
 pub mod install;
 pub mod k8s;
