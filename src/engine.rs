@@ -34,7 +34,8 @@ pub struct EngineConfig {
     pub duration: Option<Duration>,
     /// How often buffered output is flushed (and the pipe, the clock and stop requests checked).
     pub flush_interval: Duration,
-    /// Draw progress rows (only happens when stderr is a terminal).
+    /// Not quiet: draw progress rows (only when stderr is a terminal) and say informational
+    /// notes (quiet runs, and the Wireshark extcap, say only errors and the summary).
     pub progress: bool,
     /// Print per-source errors as they happen.
     pub report_errors: bool,
@@ -165,7 +166,9 @@ impl Engine {
         }
         let Some(&idx) = self.ids.get(&msg.src) else {
             if let (crate::source::RUN, SourceEvent::Note(n)) = (msg.src, &msg.event) {
-                self.progress.println(&format!("podcap-merge: {n}"));
+                if self.cfg.progress {
+                    self.progress.println(&format!("podcap-merge: {n}"));
+                }
             }
             return;
         };
@@ -221,7 +224,8 @@ impl Engine {
                 // once, and how many it concerned goes in the summary
                 let seen = self.notes.entry(n.clone()).or_insert(0);
                 *seen += 1;
-                if self.cfg.report_errors && *seen == 1 {
+                // (informational: not in quiet runs)
+                if self.cfg.report_errors && self.cfg.progress && *seen == 1 {
                     self.progress
                         .println(&format!("podcap-merge: {}: {n}", self.status[idx].origin));
                 }
@@ -310,9 +314,13 @@ impl Engine {
             if self.report.stopped_by.is_none() {
                 self.report.stopped_by = Some(format!("interrupted by {signal}"));
             }
-            self.progress.println(
-                "podcap-merge: stopping: finishing what the sources still send (again to stop at once)",
-            );
+            // quiet runs (-q, and Wireshark's extcap, which shows any stderr line as an
+            // error) do not announce a graceful stop
+            if self.cfg.progress {
+                self.progress.println(
+                    "podcap-merge: stopping: finishing what the sources still send (again to stop at once)",
+                );
+            }
         }
     }
 

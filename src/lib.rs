@@ -10,7 +10,9 @@
 
 pub mod engine;
 pub mod error;
+pub mod extcap;
 pub mod flags;
+pub mod install;
 pub mod k8s;
 pub mod live;
 pub mod merge;

@@ -13,8 +13,32 @@ pub const COMPRESS_NEEDS_FILE: &str = "--compress needs an output file (-w FILE)
 pub const STDOUT_IS_TERMINAL: &str = "standard output is a terminal: pipe the capture into a \
      reader (| wireshark -k -i -, | tshark -i -) or write it to a file with -w FILE";
 pub const STDIN_TWICE: &str = "standard input (-) can be given only once";
+pub const DRY_RUN_SERVER: &str = "--dry-run=server is not supported: --dry-run (or \
+     --dry-run=client) lists the pods and how each would be captured without changing anything";
+pub const ALL_AND_SELECTION: &str = "--all takes every pod of the namespace: drop -l and the pod \
+     names, or drop --all";
+pub const FILTER_TWICE: &str = "the capture filter is given twice (-f and after --): give it once";
 pub const NO_DEMO: &str = "this podcap-merge was built without the demo feature \
      (cargo install --no-default-features): build it with default features to run the demo";
+
+/// Pod names that are really a capture filter whose `--` was left out.
+pub fn targets_look_like_a_filter(words: &[String]) -> String {
+    let w = words.join(" ");
+    format!(
+        "`{w}` looks like a capture filter, not pod names: the filter goes after `--` \
+         (… -- {w}) or in -f '{w}'; a pod really named like that is pod/NAME"
+    )
+}
+
+/// An option clap does not know. (Not clap's tip "use `-- --frobnicate`": after `--` comes
+/// the capture filter.)
+pub fn unknown_option(arg: &str, similar: &str, name: &str) -> String {
+    format!("unknown option '{arg}'{similar}; `{name} --help` lists the options")
+}
+
+pub fn unexpected_argument(arg: &str, name: &str) -> String {
+    format!("unexpected argument '{arg}'; `{name} --help` shows the usage")
+}
 
 pub fn duplicate_cmd_name(name: &str) -> String {
     format!("--cmd name {name:?} is used twice: names must be unique")

@@ -1,7 +1,7 @@
 //! The one validated description of a run, built from the command line in one place with
 //! every check that relates flags to each other (and to the terminal and the file system).
 
-use super::defs::{Cli, Command, DemoArgs, LiveArgs, MergeArgs, OutputArgs};
+use super::defs::{Cli, Command, DemoArgs, ExtcapAction, LiveArgs, MergeArgs, OutputArgs};
 use super::duration::{parse_duration, Time};
 use super::messages as msg;
 use crate::engine::EngineConfig;
@@ -40,6 +40,17 @@ pub enum Run {
         pods: usize,
         duration: Duration,
     },
+    /// `podcap-merge completions SHELL`
+    Completions { shell: clap_complete::Shell },
+    /// `podcap-merge man`
+    Man,
+    /// `podcap-merge extcap install|uninstall [--dir DIR]`
+    Extcap {
+        dir: Option<PathBuf>,
+        uninstall: bool,
+    },
+    /// `podcap-merge install-extras --prefix DIR`
+    InstallExtras { prefix: PathBuf },
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -50,6 +61,19 @@ impl Run {
         match cli.command {
             Some(Command::Merge(args)) => merge(args),
             Some(Command::Demo(args)) => demo(args),
+            Some(Command::Completions(a)) => Ok(Run::Completions { shell: a.shell }),
+            Some(Command::Man) => Ok(Run::Man),
+            Some(Command::Extcap(a)) => Ok(match a.action {
+                ExtcapAction::Install(d) => Run::Extcap {
+                    dir: d.dir,
+                    uninstall: false,
+                },
+                ExtcapAction::Uninstall(d) => Run::Extcap {
+                    dir: d.dir,
+                    uninstall: true,
+                },
+            }),
+            Some(Command::InstallExtras(a)) => Ok(Run::InstallExtras { prefix: a.prefix }),
             None if cli.live.pods.wanted() => pods(cli.live),
             None => local(cli.live),
         }
@@ -135,28 +159,48 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
         return Err(StartError::Usage(msg::PODS_AND_LOCAL.into()));
     }
     let window = live_window(&args)?;
-    let mut engine = if args.pods.dry_run {
+    let p = args.pods;
+    let dry_run = match p.dry_run.as_deref() {
+        Some("server") => return Err(StartError::Usage(msg::DRY_RUN_SERVER.into())),
+        Some("client") => true,
+        _ => false,
+    };
+    let mut engine = if dry_run {
         EngineConfig::new(Target::Stdout)
     } else {
         engine_config(&args.out)?
     };
     engine.window = Some(window);
-    let p = args.pods;
+    if p.all && (p.selector.is_some() || !p.targets.is_empty()) {
+        return Err(StartError::Usage(msg::ALL_AND_SELECTION.into()));
+    }
+    if let Some(words) = looks_like_a_filter(&p.targets) {
+        return Err(msg::targets_look_like_a_filter(&words).into());
+    }
     let c = p.capture;
+    let k = p.container;
+    let filter = match (c.filter_option, c.filter) {
+        (Some(_), after) if !after.is_empty() => {
+            return Err(StartError::Usage(msg::FILTER_TWICE.into()))
+        }
+        (Some(f), _) if f.trim().is_empty() => Vec::new(),
+        (Some(f), _) => vec![f],
+        (None, after) => after,
+    };
     let mut max_duration =
-        c.max_duration
+        k.max_duration
             .within("--max-duration", Duration::from_secs(10), TEN_YEARS)?;
     if let Some(d) = engine.duration {
         // the remote processes need not outlive the run by much
         max_duration = max_duration.min(d.saturating_add(Duration::from_secs(60)));
     }
-    let profile = match c.profile.as_str() {
+    let profile = match k.profile.as_str() {
         "netraw" => Profile::NetRaw,
         "netadmin" => Profile::NetAdmin,
         "baseline" => Profile::Baseline,
         _ => Profile::Auto,
     };
-    let via = match c.via.as_str() {
+    let via = match k.via.as_str() {
         "exec" => Via::Exec,
         "attach" => Via::Attach,
         _ => Via::Auto,
@@ -166,22 +210,28 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
         context: p.context,
         namespace: p.namespace,
         all_namespaces: p.all_namespaces,
-        selector: p.selector,
+        // --all: no label selector, which selects every pod
+        selector: if p.all {
+            Some(String::new())
+        } else {
+            p.selector
+        },
         field_selector: p.field_selector,
         targets: p.targets,
         max_pods: p.max_pods as usize,
-        dry_run: p.dry_run,
-        image: c.image,
-        image_pull_policy: c.image_pull_policy,
-        target_container: c.target,
+        dry_run,
+        image: k.image,
+        image_pull_policy: k.image_pull_policy,
+        target_container: k.target,
         interface: c.interface,
-        snaplen: c.snaplen,
+        // tcpdump's -s 0: the whole packet, which is also tcpdump's default
+        snaplen: c.snaplen.filter(|s| *s > 0),
         promiscuous: c.promiscuous,
-        filter: p.filter,
+        filter,
         profile,
         via,
         max_duration,
-        start_timeout: c
+        start_timeout: k
             .start_timeout
             .within("--start-timeout", Duration::from_secs(1), HOUR)?,
         budget: (args.source_buffer * 1024) as usize,
@@ -191,6 +241,46 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
         engine,
         quiet: args.out.quiet,
     })
+}
+
+/// Words of a capture filter that reached the pod names because `--` was left out
+/// (`podcap-merge -l app=x tcp port 80`): a protocol or primitive keyword, or a bare number.
+/// A pod really named like that is still reachable as pod/NAME.
+fn looks_like_a_filter(targets: &[String]) -> Option<Vec<String>> {
+    const WORDS: &[&str] = &[
+        "tcp",
+        "udp",
+        "icmp",
+        "icmp6",
+        "sctp",
+        "arp",
+        "rarp",
+        "ip",
+        "ip6",
+        "ether",
+        "vlan",
+        "port",
+        "portrange",
+        "host",
+        "net",
+        "src",
+        "dst",
+        "and",
+        "or",
+        "not",
+        "proto",
+        "less",
+        "greater",
+        "broadcast",
+        "multicast",
+    ];
+    let suspicious = |t: &String| {
+        WORDS.contains(&t.as_str())
+            || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            || t.starts_with('(')
+    };
+    let first = targets.iter().position(suspicious)?;
+    Some(targets[first..].to_vec())
 }
 
 /// The output and the stop conditions, from `-w`, `-b`, `--compress`, `-c`, `--duration`, `-a`.
@@ -228,11 +318,11 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, StartError> {
         }
     };
     let mut cfg = EngineConfig::new(target);
-    cfg.count = o.count;
-    if let Some(d) = o.duration {
+    cfg.count = o.stop.count;
+    if let Some(d) = o.stop.duration {
         cfg.duration = Some(d.within("--duration", Duration::from_nanos(1), TEN_YEARS)?);
     }
-    for a in &o.autostop {
+    for a in &o.stop.autostop {
         let (k, v) = a
             .split_once(':')
             .ok_or_else(|| msg::bad_key_value("-a", a, "-a duration:60 or -a packets:1000"))?;
@@ -367,6 +457,139 @@ mod tests {
             panic!("a demo run")
         };
         assert_eq!(duration, Duration::from_millis(1500));
+    }
+
+    fn pod_run(args: &[&str]) -> Result<PodOptions, String> {
+        match run(args) {
+            Ok(Run::Pods { pods, .. }) => Ok(*pods),
+            Ok(other) => panic!("not a pod run: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn tcpdump_dumpcap_and_kubectl_habits() {
+        // -s 0 is the whole packet, as tcpdump takes it
+        assert_eq!(
+            pod_run(&["-l", "a=b", "--dry-run", "-s", "0"])
+                .unwrap()
+                .snaplen,
+            None
+        );
+        assert_eq!(
+            pod_run(&["-l", "a=b", "--dry-run", "-s", "96"])
+                .unwrap()
+                .snaplen,
+            Some(96)
+        );
+        // -f as dumpcap and ksniff: the same filter as after --
+        let f = pod_run(&["-l", "a=b", "--dry-run", "-f", "tcp port 80"]).unwrap();
+        let after = pod_run(&["-l", "a=b", "--dry-run", "--", "tcp", "port", "80"]).unwrap();
+        assert_eq!(f.filter, ["tcp port 80"]);
+        assert_eq!(after.filter.join(" "), f.filter.join(" "));
+        // -f alone asks for pods (as a filter after -- does)
+        assert!(pod_run(&["-f", "udp", "--dry-run"]).is_ok());
+        let e = pod_run(&["-l", "a=b", "--dry-run", "-f", "tcp", "--", "udp"]).unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
+        // -p is accepted: no promiscuous mode, the default
+        assert!(
+            !pod_run(&["-l", "a=b", "--dry-run", "-p"])
+                .unwrap()
+                .promiscuous
+        );
+        assert!(run(&["-l", "a=b", "--dry-run", "-p", "--promiscuous"]).is_err());
+        // kubectl's --dry-run forms; a bare --dry-run never takes the next word as its value
+        assert!(pod_run(&["-l", "a=b", "--dry-run=client"]).unwrap().dry_run);
+        let p = pod_run(&["--dry-run", "mando-1"]).unwrap();
+        assert!(p.dry_run);
+        assert_eq!(p.targets, ["mando-1"]);
+        assert!(
+            !pod_run(&["-l", "a=b", "--dry-run=none", "-w", "/dev/null"])
+                .unwrap()
+                .dry_run
+        );
+        let e = pod_run(&["-l", "a=b", "--dry-run=server"]).unwrap_err();
+        assert!(e.contains("--dry-run=server is not supported"), "{e}");
+        // --all: every pod (no label selector)
+        assert_eq!(
+            pod_run(&["--all", "--dry-run"])
+                .unwrap()
+                .selector
+                .as_deref(),
+            Some("")
+        );
+        assert!(pod_run(&["--all", "-l", "a=b", "--dry-run"]).is_err());
+    }
+
+    #[test]
+    fn a_filter_without_its_double_dash_is_not_taken_for_pod_names() {
+        for words in [
+            &["tcp", "port", "80"][..],
+            &["mando-1", "port", "80"],
+            &["host", "10.0.0.1"],
+            &["80"],
+            &["udp"],
+        ] {
+            let mut a = vec!["-n", "shop", "--dry-run"];
+            a.extend_from_slice(words);
+            let e = pod_run(&a).unwrap_err();
+            assert!(e.contains("goes after `--`"), "{words:?}: {e}");
+            assert!(e.contains("pod/NAME"), "{e}");
+        }
+        let e = pod_run(&["-n", "shop", "mando-1", "tcp", "port", "80"]).unwrap_err();
+        assert!(
+            e.starts_with("`tcp port 80` looks like a capture filter"),
+            "{e}"
+        );
+        // real names, and such a name written as pod/NAME, are pods
+        assert!(pod_run(&["-n", "shop", "--dry-run", "mando-1", "web-80"]).is_ok());
+        assert!(pod_run(&["-n", "shop", "--dry-run", "pod/tcp", "pod/80"]).is_ok());
+    }
+
+    #[test]
+    fn help_is_one_page_for_both_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let render = |args: &[&str]| {
+            let mut argv = vec!["podcap-merge"];
+            argv.extend_from_slice(args);
+            let e = super::super::defs::command("podcap-merge")
+                .try_get_matches_from(argv)
+                .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+            e.to_string()
+        };
+        for sub in [
+            &[][..],
+            &["merge"],
+            &["demo"],
+            &["extcap", "install"],
+            &["install-extras"],
+        ] {
+            let mut h = sub.to_vec();
+            h.push("-h");
+            let mut help = sub.to_vec();
+            help.push("--help");
+            assert_eq!(render(&h), render(&help), "{sub:?}");
+        }
+        let top = render(&["--help"]);
+        let at = |s: &str| top.find(s).unwrap_or_else(|| panic!("{s} missing:\n{top}"));
+        // pods first: the pod usage line, then the headings in dumpcap's order, then examples
+        assert!(at("Usage: podcap-merge [POD|KIND/NAME]...") < at("--cmd NAME=COMMAND"));
+        let headings = [
+            "\nSelection:",
+            "\nCapture container:",
+            "\nCapture:",
+            "\nLive merge:",
+            "\nOutput:",
+            "\nStop conditions:",
+            "\nExamples:",
+        ];
+        for w in headings.windows(2) {
+            assert!(at(w[0]) < at(w[1]), "{} before {}", w[0], w[1]);
+        }
+        // each example on its own line, after its comment
+        assert!(top.contains("  # Capture every pod labelled app=mando in namespace shop, live in Wireshark\n  podcap-merge -n shop -l app=mando | wireshark -k -i -\n"));
     }
 
     #[test]

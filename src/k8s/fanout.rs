@@ -203,10 +203,14 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Start
         services,
         running,
         names,
+        pending,
     } = plan;
     let verdict = Arc::new(std::sync::Mutex::new(RunVerdict::default()));
     let shared = verdict.clone();
     let mut report = session.capture(cfg, move |events, stop| {
+        if let Some(p) = pending {
+            events.say(p);
+        }
         follow(
             client,
             sel,
@@ -248,6 +252,8 @@ struct Plan {
     services: Vec<NameRecord>,
     running: usize,
     names: HashSet<String>,
+    /// Said at the start: how many of the pods are not running yet.
+    pending: Option<String>,
 }
 
 /// Connects, resolves the selection and lists the pods; prints the plan and returns None
@@ -313,15 +319,15 @@ async fn plan(opts: &PodOptions) -> Result<Option<Plan>, ClusterError> {
             )
         }));
     }
-    if starting > 0 {
-        // pending pods are followed: each is captured once it runs
-        eprintln!(
-            "podcap-merge: {starting} of the {} {} are not running yet; each is captured \
-             once it runs",
+    // pending pods are followed: each is captured once it runs (said through the engine,
+    // which keeps it out of quiet runs)
+    let pending = (starting > 0).then(|| {
+        format!(
+            "{starting} of the {} {} are not running yet; each is captured once it runs",
             matching.len(),
             sel.describe()
-        );
-    }
+        )
+    });
     if running.len() > opts.max_pods {
         return Err(ClusterError::TooManyPods(format!(
             "{} running {} — more than --max-pods {}; narrow the selector or raise --max-pods",
@@ -356,6 +362,7 @@ async fn plan(opts: &PodOptions) -> Result<Option<Plan>, ClusterError> {
         services,
         running,
         names,
+        pending,
     }))
 }
 

@@ -51,6 +51,9 @@ impl Selection {
             Some(ns) => format!("in namespace {ns}"),
             None => "in any namespace".into(),
         };
+        if what.is_empty() {
+            return format!("every pod {place}");
+        }
         format!("pods {} {place}", what.join(" and "))
     }
 }
@@ -192,7 +195,9 @@ pub async fn resolve(
             }
         }
     }
-    if sel.names.is_empty() && sel.labels.is_none() && sel.fields.is_none() {
+    // an empty -l (what --all passes) asks for every pod, as kubectl's `-l ''` lists them all
+    let every = labels == Some("");
+    if sel.names.is_empty() && sel.labels.is_none() && sel.fields.is_none() && !every {
         return Err(
             "which pods? give -l SELECTOR (e.g. -l app=mando), pod names, or a workload \
              (deploy/NAME, svc/NAME); --field-selector works too"
