@@ -143,35 +143,8 @@ pub fn update(
         }
         patched = patch_body;
     } else {
-        let applied = match media {
-            "application/strategic-merge-patch+json" => {
-                patch::strategic_merge_patch(&mut patched, &patch_body);
-                Ok(())
-            }
-            "application/merge-patch+json" => {
-                patch::merge_patch(&mut patched, &patch_body);
-                Ok(())
-            }
-            "application/json-patch+json" => patch::json_patch(&mut patched, &patch_body),
-            _ => {
-                return respond(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "application/json",
-                    status_body(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
-                        None,
-                    ),
-                )
-            }
-        };
-        if let Err(e) = applied {
-            return respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "application/json",
-                status_body(500, "InternalError", &e, None),
-            );
+        if let Err(r) = patch::apply(media, &mut patched, &patch_body) {
+            return *r;
         }
     }
     let mut new_ecs = list(&patched, "ephemeralContainers");

@@ -7,6 +7,7 @@
 //! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
 //! of the runtime); the `podcap-testcluster` binary wraps it.
 
+pub mod access;
 pub mod api;
 pub mod discovery;
 pub mod ephemeral;

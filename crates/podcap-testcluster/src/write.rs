@@ -53,6 +53,14 @@ impl Cause {
             message: format!("Not found: {}", json!(v)),
         }
     }
+    /// `field: Invalid value: "v": detail`.
+    pub fn invalid(field: String, v: &str, detail: &str) -> Cause {
+        Cause {
+            field,
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {}: {detail}", json!(v)),
+        }
+    }
     /// `field: Forbidden: detail`.
     pub fn forbidden(field: String, detail: &str) -> Cause {
         Cause {
@@ -553,6 +561,183 @@ fn containers(pod: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// A label value: empty, or at most 63 alphanumerics, `-`, `_`, `.`, starting and ending with
+/// an alphanumeric (Err: the real validation message).
+pub fn check_label_value(v: &str) -> Result<(), String> {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let ok = v.is_empty()
+        || (v.chars().all(|c| alnum(c) || "-_.".contains(c))
+            && v.starts_with(alnum)
+            && v.ends_with(alnum));
+    if !ok {
+        return Err("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
+    }
+    if v.len() > 63 {
+        return Err("must be no more than 63 characters".into());
+    }
+    Ok(())
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// alphanumerics, `-`, `_`, `.` starting and ending with an alphanumeric.
+fn check_label_key(k: &str) -> Result<(), String> {
+    let (prefix, name) = k.rsplit_once('/').unwrap_or(("", k));
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| alnum(c) || "-_.".contains(c))
+        && name.starts_with(alnum)
+        && name.ends_with(alnum);
+    let prefix_ok = !k.contains('/')
+        || (!prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            }));
+    if name_ok && prefix_ok {
+        Ok(())
+    } else {
+        Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into())
+    }
+}
+
+/// `spec` without the fields a pod update may change (the containers' images), to compare.
+fn immutable_spec(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = s.get_mut(list) {
+            for c in cs.iter_mut() {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("image");
+                }
+            }
+        }
+    }
+    if let Some(m) = s.as_object_mut() {
+        m.remove("activeDeadlineSeconds");
+    }
+    s
+}
+
+/// `PATCH /api/v1/namespaces/NS/pods/NAME` (`kubectl label`, `kubectl annotate`, `kubectl
+/// patch`): strategic merge, JSON merge or JSON patch. As the real pod strategy: the metadata
+/// (labels, annotations, owner references, finalizers) may change, in the spec only the
+/// containers' images and `activeDeadlineSeconds` (else the real 422 `pod updates may not
+/// change fields other than …`), the status is the status subresource's and is left as it is.
+/// A `metadata.resourceVersion` in the patch must be the current one (409 Conflict). A patch
+/// that changes nothing answers the pod as it is, without a new resourceVersion.
+pub fn patch_pod(
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+    content_type: &str,
+    body: &Bytes,
+    query: &str,
+) -> Resp {
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("error decoding patch: {e}")),
+    };
+    let mut st = shared.lock();
+    let pods = objects::resource("", "pods").expect("pods");
+    let Some(old) = st.get("pods", Some(ns), name).cloned() else {
+        return not_found(pods, name);
+    };
+    let mut patched = old.clone();
+    if let Err(r) = super::patch::apply(content_type, &mut patched, &patch) {
+        return *r;
+    }
+    let rv = str_at(&patched, "/metadata/resourceVersion");
+    if rv != str_at(&old, "/metadata/resourceVersion") && !rv.is_empty() {
+        return respond(
+            StatusCode::CONFLICT,
+            "application/json",
+            status_body(
+                409,
+                "Conflict",
+                &format!("Operation cannot be fulfilled on pods {}: the object has been modified; please apply your changes to the latest version and try again", json!(name)),
+                Some(&format!("{{\"name\":{},\"kind\":\"pods\"}}", json!(name))),
+            ),
+        );
+    }
+    if str_at(&patched, "/metadata/name") != name || str_at(&patched, "/metadata/namespace") != ns {
+        return bad_request(&format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            str_at(&patched, "/metadata/name")
+        ));
+    }
+    let mut causes = Vec::new();
+    for (k, v) in objects::labels_of(&patched) {
+        if let Err(e) = check_label_key(&k) {
+            causes.push(Cause::invalid("metadata.labels".into(), &k, &e));
+        }
+        if let Err(e) = check_label_value(&v) {
+            causes.push(Cause::invalid("metadata.labels".into(), &v, &e));
+        }
+    }
+    if immutable_spec(&old["spec"]) != immutable_spec(&patched["spec"]) {
+        causes.push(Cause::forbidden(
+            "spec".into(),
+            &format!(
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n{}",
+                spec_diff(&old["spec"], &patched["spec"])
+            ),
+        ));
+    }
+    if !causes.is_empty() {
+        return invalid("Pod", name, &causes);
+    }
+    // What the pod strategy keeps of the patch: metadata's mutable fields and the spec.
+    let mut pod = old.clone();
+    for k in ["labels", "annotations", "ownerReferences", "finalizers"] {
+        match patched["metadata"].get(k) {
+            Some(v) if !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()) => {
+                pod["metadata"][k] = v.clone()
+            }
+            _ => {
+                if let Some(m) = pod["metadata"].as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    pod["spec"] = patched["spec"].clone();
+    if pod == old {
+        return json_resp(StatusCode::OK, &old);
+    }
+    if query_param(query, "dryRun").is_some_and(|d| d == "All") {
+        return json_resp(StatusCode::OK, &pod);
+    }
+    let stored = st.put("pods", pod);
+    json_resp(StatusCode::OK, &stored)
+}
+
+/// A line per changed top-level spec field (the real server prints a Go `cmp.Diff` of its
+/// internal `core.PodSpec`, which this does not reproduce).
+fn spec_diff(old: &Value, new: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let keys: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    let mut out = String::from("  core.PodSpec{\n");
+    for k in keys {
+        if o.get(k) != n.get(k) {
+            if let Some(a) = o.get(k) {
+                out.push_str(&format!("- \t{k}: {a},\n"));
+            }
+            if let Some(b) = n.get(k) {
+                out.push_str(&format!("+ \t{k}: {b},\n"));
+            }
+        }
+    }
+    out.push_str("  }\n");
+    out
 }
 
 /// `DELETE /api/v1/namespaces/NS/pods/NAME`. A graceful delete (the default) marks the pod
