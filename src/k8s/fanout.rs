@@ -322,6 +322,9 @@ async fn follow(
         HashMap::new();
     // pods over --max-pods, captured when a capture ends and makes room
     let mut waiting: Vec<Pod> = Vec::new();
+    // pods that left the selection (captured again if they come back), and their captures
+    // while those end
+    let mut left = Left::default();
     // during a re-list (after a watch gap): the pods it names; the others are gone
     let mut relist: Option<HashSet<String>> = None;
     let mut lost_since: Option<std::time::Instant> = None;
@@ -343,6 +346,7 @@ async fn follow(
         };
         // finished captures make room for waiting pods
         active.retain(|_, (t, _)| !t.is_finished());
+        left.ending.retain(|(t, _)| !t.is_finished());
         while active.len() < opts.max_pods && !waiting.is_empty() {
             let pod = waiting.remove(0);
             let ctx = ctx_of(&client, &opts, &services, (active.len() + 1).max(initial));
@@ -412,6 +416,9 @@ async fn follow(
                         let _ = g.send(Gone::Deleted);
                     }
                 }
+                if p.metadata.deletion_timestamp.is_none() {
+                    left.let_go(&pod_key(&p), &mut active, &mut seen);
+                }
                 waiting.retain(|w| pod_key(w) != pod_key(&p));
                 continue;
             }
@@ -437,6 +444,12 @@ async fn follow(
             || !sel.matches_name(pod.metadata.name.as_deref().unwrap_or(""))
         {
             continue;
+        }
+        if left.back(&key) {
+            events.say(format!(
+                "{}: matches the selection again; capturing it again",
+                full_name(&pod)
+            ));
         }
         seen.insert(key);
         if active.len() >= opts.max_pods {
@@ -474,10 +487,45 @@ async fn follow(
             break;
         }
     }
-    for (_, (t, _)) in active {
+    for (t, _) in active.into_values().chain(left.ending) {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     run_error
+}
+
+/// Pods that left the selection while the run goes on (their labels changed; they were not
+/// deleted). A user following `-l app=x` expects a pod that comes back into it to be captured
+/// again, so such a pod is forgotten as "seen"; its capture, told to end, is kept aside until
+/// it has (and awaited at the end of the run like the others).
+#[derive(Default)]
+struct Left {
+    /// UIDs of pods that left and have not come back.
+    pods: HashSet<String>,
+    /// Captures of pods that left, while they end.
+    ending: Vec<(tokio::task::JoinHandle<()>, watch::Sender<Gone>)>,
+}
+
+impl Left {
+    /// Pod `key` left the selection: its capture (if any) is set aside, and it may be captured
+    /// again.
+    fn let_go(
+        &mut self,
+        key: &str,
+        active: &mut HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<Gone>)>,
+        seen: &mut HashSet<String>,
+    ) {
+        if let Some(capture) = active.remove(key) {
+            self.ending.push(capture);
+        }
+        if seen.remove(key) {
+            self.pods.insert(key.to_string());
+        }
+    }
+
+    /// Whether pod `key`, about to be captured, is one that left and came back.
+    fn back(&mut self, key: &str) -> bool {
+        self.pods.remove(key)
+    }
 }
 
 /// How long the watch may fail, with no capture running, before the run ends.
