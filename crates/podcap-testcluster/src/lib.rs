@@ -1,8 +1,10 @@
 //! A local stand-in Kubernetes API server that the real `kubectl` accepts: HTTPS on
-//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes, pods
-//! (label/field selectors, watch, create, delete, ephemeral containers run as real processes,
-//! attach/exec over WebSocket, per-pod network namespaces as root), services and apps/v1
-//! workloads, as a real v1.28 server answers. See docs/testing.md for what it does not do yet.
+//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes (several,
+//! with their own clocks and latency between them), pods (label/field selectors, watch, create,
+//! delete, label/annotate, ephemeral containers run as real processes reported at the kubelet's
+//! relist, attach/exec over WebSocket, per-pod network namespaces as root), services, apps/v1
+//! workloads and access reviews, as a real v1.28 server answers. See docs/testing.md for what
+//! it does not do yet.
 //!
 //! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
 //! of the runtime); the `podcap-testcluster` binary wraps it.

@@ -516,11 +516,11 @@ pub fn run(args: &[String]) -> u8 {
     let own = ip_from_env(ENV_POD_IP)
         .into_iter()
         .next()
-        .unwrap_or(Ipv4Addr::new(10, 244, 0, 10));
+        .unwrap_or(Ipv4Addr::new(10, 213, 0, 10));
     let mut peers = ip_from_env(ENV_PEER_IPS);
     if peers.is_empty() {
         let o = own.octets();
-        peers.push(Ipv4Addr::new(10, 244, 0, if o[3] == 11 { 12 } else { 11 }));
+        peers.push(Ipv4Addr::new(10, 213, 0, if o[3] == 11 { 12 } else { 11 }));
     }
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
