@@ -268,7 +268,7 @@ fn pod_network_range_is_an_option_and_a_routed_one_is_warned() {
     run_ok(Command::new("ip").args(["addr", "add", "10.77.5.1/24", "dev", &dummy]));
     run_ok(Command::new("ip").args(["link", "set", &dummy, "up"]));
 
-    let start = |cidr: &str| -> (Server, String) {
+    let start = |cidr: &str, extra: &[&str]| -> (Server, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         let err_file = dir.path().join("stderr");
@@ -276,13 +276,15 @@ fn pod_network_range_is_an_option_and_a_routed_one_is_warned() {
             Command::new(testcluster_bin())
                 .args(["--pods", "2", "--pod-network-cidr", cidr, "--kubeconfig"])
                 .arg(&kubeconfig)
+                .args(extra)
                 .stderr(std::fs::File::create(&err_file).expect("stderr file")),
             "podcap-testcluster",
         );
         let err = std::fs::read_to_string(&err_file).expect("stderr");
         (Server { child, dir }, err)
     };
-    let (s, err) = start("10.77.0.0/16");
+    // (and a latency with one node is said to do nothing)
+    let (s, err) = start("10.77.0.0/16", &["--node-latency", "5ms"]);
     assert!(
         err.contains("WARNING: the pod network 10.77.0.0/16 is already in use on this machine")
             && err.contains("10.77.5.0/24")
@@ -290,11 +292,16 @@ fn pod_network_range_is_an_option_and_a_routed_one_is_warned() {
             && err.contains("--pod-network-cidr"),
         "{err}"
     );
+    assert!(
+        err.contains("--node-latency delays traffic between the pods of different nodes")
+            && err.contains("here it does nothing"),
+        "{err}"
+    );
     for p in rows(&s.ok(&["get", "pods", "-n", "shop", "-o", "wide"])) {
         assert!(p[5].starts_with("10.77.0."), "{p:?}");
     }
     drop(s);
-    let (s, err) = start("10.78.0.0/16");
+    let (s, err) = start("10.78.0.0/16", &[]);
     assert!(!err.contains("WARNING"), "{err}");
     let ips: Vec<String> = rows(&s.ok(&["get", "pods", "-n", "shop", "-o", "wide"]))
         .into_iter()

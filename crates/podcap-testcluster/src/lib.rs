@@ -251,6 +251,13 @@ impl TestCluster {
                 },
             )),
         });
+        if !config.node_latency.is_zero() && (config.nodes < 2 || !shared.kubelet.netns_enabled) {
+            eprintln!(
+                "podcap-testcluster: WARNING: --node-latency delays traffic between the pods of \
+                 different nodes, in network namespaces: it needs --nodes 2 or more and root; \
+                 here it does nothing"
+            );
+        }
         if shared.kubelet.netns_enabled {
             let routed = nodes::routed_overlaps(&network);
             if !routed.is_empty() {

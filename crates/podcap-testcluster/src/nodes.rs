@@ -143,19 +143,18 @@ pub fn routed_overlaps(net: &PodNetwork) -> Vec<String> {
     let mine = (net.base, net.prefix);
     let mut out = Vec::new();
     for line in run(&["-4", "route", "show", "table", "all"]).lines() {
-        let dest = line.split_whitespace().find(|w| {
+        // The local table's `local`/`broadcast` entries repeat the addresses (listed below).
+        let mut words = line.split_whitespace().peekable();
+        if matches!(
+            words.peek(),
+            Some(&("local" | "broadcast" | "multicast" | "anycast"))
+        ) {
+            continue;
+        }
+        let dest = words.find(|w| {
             !matches!(
                 *w,
-                "local"
-                    | "broadcast"
-                    | "unicast"
-                    | "unreachable"
-                    | "blackhole"
-                    | "prohibit"
-                    | "throw"
-                    | "multicast"
-                    | "anycast"
-                    | "nat"
+                "unicast" | "unreachable" | "blackhole" | "prohibit" | "throw" | "nat"
             )
         });
         if let Some(p) = dest.and_then(parse_prefix) {
