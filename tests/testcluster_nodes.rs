@@ -448,8 +448,11 @@ fn clock_offset_and_node_latency_as_podcap_merge_sees_them() {
     // *before* it was sent. node-2 → node-1: sent by the slow clock, received by the true one:
     // about +60 ms. The transit itself is never below the latency; on a loaded machine it is
     // longer now and then (scheduling), so its median is what must be close.
+    let mut sorted = one_to_two.clone();
+    sorted.sort_by(f64::total_cmp);
+    let before = one_to_two.iter().filter(|dt| **dt < 0.0).count();
     assert!(
-        one_to_two.iter().all(|dt| *dt < -10.0),
+        sorted[sorted.len() / 2] < -15.0 && before * 4 >= one_to_two.len() * 3,
         "node-1 → node-2 must look received before it was sent: {one_to_two:?}"
     );
     let mut transit: Vec<f64> = one_to_two
