@@ -374,3 +374,79 @@ fn a_missing_kubeconfig_is_said_plainly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_pod_that_already_holds_many_capture_containers_is_warned_about() {
+    let server = Server::pods(1);
+    let pod = server.pod_names()[0].clone();
+    let dir = tmpdir();
+    let mut last = String::new();
+    // every run leaves its container in the pod: the sixth run finds five
+    for run in 1..=6 {
+        let done = finish(
+            spawn(&server, &[&pod, "--duration", "3"], &out_file(&dir)),
+            Duration::from_secs(30),
+        );
+        assert_eq!(done.status.code(), Some(0), "run {run}: {}", done.stderr);
+        assert!(
+            done.stderr
+                .contains("1 capture container(s) added (ephemeral containers stay"),
+            "run {run}: {}",
+            done.stderr
+        );
+        last = done.stderr;
+    }
+    assert_eq!(ephemeral_containers(&server).len(), 6);
+    assert!(
+        last.contains("already holds 5 capture containers from earlier runs")
+            && last.contains("kubectl rollout restart"),
+        "{last}"
+    );
+}
+
+#[test]
+fn pod_security_raised_over_earlier_capture_containers_advises_recreating_the_pod() {
+    let server = Server::pods(1);
+    let pod = server.pod_names()[0].clone();
+    let dir = tmpdir();
+    // an earlier run (no Pod Security yet) leaves a capture container with NET_RAW
+    let first = finish(
+        spawn(&server, &[&pod, "--duration", "1"], &out_file(&dir)),
+        Duration::from_secs(30),
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", first.stderr);
+    // then the namespace's level is raised, as an administrator would
+    server.ok(&[
+        "label",
+        "ns",
+        "shop",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    let run = finish(
+        spawn(&server, &[&pod, "--duration", "5"], &out_file(&dir)),
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Pod Security level"))
+        .unwrap_or_else(|| panic!("no Pod Security error:\n{}", run.stderr));
+    assert!(
+        line.contains("capture containers of earlier runs (podcap-"),
+        "{line}"
+    );
+    assert!(
+        line.contains("until it is recreated") || line.contains("only once it is recreated"),
+        "{line}"
+    );
+    assert!(line.contains("kubectl rollout restart"), "{line}");
+    // a profile cannot help: none is suggested, and none was tried
+    assert!(!run.stderr.contains("--profile"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("retried with no added capabilities"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ephemeral_containers(&server).len(), 1, "nothing added");
+}

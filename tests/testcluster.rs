@@ -3,26 +3,17 @@
 //! Facts recorded from a real v1.28 API server are read from `$PODCAP_SHARED_DIR/k8s-real`
 //! (default `../shared`), never copied into the repository.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
 
-use common::cluster::{have_kubectl, kubectl_with, Server};
+use common::cluster::{
+    curl_result, expect_line, have_kubectl, kubectl_with, parse_json, rows, Server,
+};
 use podcap_testcluster::{discovery, objects, respond, version_info};
 use serde_json::Value;
-
-/// Data lines (header dropped) of `kubectl get` output.
-fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
 
 fn header(out: &str) -> Vec<String> {
     // Multi-word headers ("NOMINATED NODE") are separated by 3+ spaces in kubectl's tabwriter.
@@ -275,10 +266,6 @@ fn wrong_token_is_unauthorized() {
     }
 }
 
-fn parse_json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
 /// JSON text without the whitespace between tokens (keeps field order, unlike `Value`).
 fn compact(text: &str) -> String {
     let mut out = String::new();
@@ -325,14 +312,6 @@ impl Server {
             .output()
             .expect("curl is needed (scripts/test installs it)");
         Some(curl_result(&out))
-    }
-
-    fn token(&self) -> String {
-        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
-        kc["users"][0]["user"]["token"]
-            .as_str()
-            .expect("token")
-            .to_string()
     }
 }
 
@@ -430,6 +409,11 @@ fn matches_recorded_real_server() {
         labels: [("app".to_string(), "mando".to_string())].into(),
         git_version: "v1.28.7".into(),
         seed: 1,
+        network: podcap_testcluster::nodes::PodNetwork::parse(
+            podcap_testcluster::nodes::DEFAULT_POD_NETWORK,
+            1,
+        )
+        .expect("network"),
     });
     let ours = state.list("pods", Some("shop"))[0].clone();
     for part in ["spec", "status"] {
@@ -445,123 +429,6 @@ fn matches_recorded_real_server() {
             assert!(ours[part].get(key).is_some(), "demo pod lacks {part}.{key}");
         }
     }
-}
-
-impl Server {
-    /// `(HTTP code, body)` of a raw request with curl and the right token; None if no curl.
-    fn curl_send(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &str,
-    ) -> Option<(u16, String)> {
-        use base64::Engine as _;
-        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
-        let cluster = &kc["clusters"][0]["cluster"];
-        let ca = base64::engine::general_purpose::STANDARD
-            .decode(cluster["certificate-authority-data"].as_str().expect("ca"))
-            .expect("base64");
-        let ca_file = self.dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca).expect("write ca");
-        let url = format!("{}{path}", cluster["server"].as_str().expect("server"));
-        let out = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(&ca_file)
-            .args(["-X", method, "-H"])
-            .arg(format!("Authorization: Bearer {}", self.token()))
-            .arg("-H")
-            .arg(format!("Content-Type: {content_type}"))
-            .args(["--data-binary", body, "-w", "\n%{http_code}", &url])
-            .output()
-            .expect("curl is needed (scripts/test installs it)");
-        Some(curl_result(&out))
-    }
-
-    /// A long-running kubectl whose stdout lines arrive on the channel; killed by the caller.
-    fn kubectl_stream(&self, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kubectl");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
-    }
-
-    /// Watch events (`kubectl get --raw` of a watch that ends after `timeoutSeconds`).
-    fn raw_watch(&self, path_and_query: &str) -> Vec<Value> {
-        let out = self.ok(&["get", "--raw", path_and_query]);
-        out.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                assert!(l.starts_with("{\"type\":"), "event line: {l}");
-                parse_json(l)
-            })
-            .collect()
-    }
-
-    fn pod_json(&self, name: &str) -> Value {
-        parse_json(&self.ok(&["get", "pod", name, "-n", "shop", "-o", "json"]))
-    }
-
-    /// Polls the pod until `pred` holds (5 s at most).
-    fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..50 {
-            let pod = self.pod_json(name);
-            if pred(&pod) {
-                return pod;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("pod {name}: {what} did not happen");
-    }
-}
-
-/// Waits (10 s at most) for a line containing all of `words`; returns it.
-fn expect_line(rx: &mpsc::Receiver<String>, words: &[&str], seen: &mut Vec<String>) -> String {
-    let matches = |line: &str| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        words.iter().all(|w| cols.contains(w))
-    };
-    // Events of pods created together may come in either order: an earlier wait may have read
-    // this one already. Lines already matched are marked with USED and not matched again.
-    const USED: &str = "(matched) ";
-    if let Some(i) = seen.iter().position(|l| !l.starts_with(USED) && matches(l)) {
-        let line = seen[i].clone();
-        seen[i] = format!("{USED}{line}");
-        return line;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if matches(&line) {
-                    seen.push(format!("{USED}{line}"));
-                    return line;
-                }
-                seen.push(line);
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no line with {words:?}; saw:\n{}", seen.join("\n"));
 }
 
 fn first_mando_pod(s: &Server) -> String {
@@ -731,7 +598,7 @@ fn apply_and_create_pod_manifests() {
     );
     assert!(pod["status"]["podIP"]
         .as_str()
-        .is_some_and(|ip| ip.starts_with("10.244.")));
+        .is_some_and(|ip| ip.starts_with("10.213.")));
     let out = s.ok(&["get", "pods", "-n", "shop", "-l", "app=web"]);
     assert_eq!(rows(&out).len(), 1, "{out}");
 }
@@ -1948,16 +1815,4 @@ fn created_pods_run_their_command() {
         assert!(comms.lines().any(|l| l == "ping"), "{comms}");
         assert!(comms.lines().any(|l| l == "curl" || l == "sh"), "{comms}");
     }
-}
-
-/// Splits `curl -w "\n%{http_code}"` output into (status, body); curl itself must succeed.
-fn curl_result(out: &std::process::Output) -> (u16, String) {
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').expect("status line");
-    (code.trim().parse().expect("code"), body.to_string())
 }

@@ -65,6 +65,11 @@ struct NobodyCluster {
 
 impl NobodyCluster {
     fn start(pods: usize) -> NobodyCluster {
+        NobodyCluster::start_with(pods, &[])
+    }
+
+    /// With more options for the server.
+    fn start_with(pods: usize, extra: &[&str]) -> NobodyCluster {
         tool("setpriv");
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -96,6 +101,7 @@ impl NobodyCluster {
                 .arg(pods.to_string())
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
+                .args(extra)
                 // The kubelet's shim directory goes here (checked to be gone at the end); it
                 // also marks every process of this cluster (inherited environment).
                 .env("TMPDIR", dir.path())
@@ -320,7 +326,7 @@ fn podcap_merge_captures_synthetic_http_from_unprivileged_pods() {
         assert!(*packets >= 40, "{iface}: only {packets} packets");
         assert!(*gets >= 2, "{iface}: only {gets} GET requests");
         assert!(
-            srcs.len() >= 2 && srcs.iter().all(|s| s.starts_with("10.244.")),
+            srcs.len() >= 2 && srcs.iter().all(|s| s.starts_with("10.213.")),
             "{iface}: sources {srcs:?} (own pod IP and a peer pod's expected)"
         );
     }
@@ -384,6 +390,84 @@ fn exec_tcpdump_in_an_unprivileged_pod_is_the_synthetic_one() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    cluster.stop_cleanly();
+}
+
+/// Record timestamps (ns since the epoch) of a little-endian classic pcap.
+fn record_times(pcap: &[u8]) -> Vec<i128> {
+    let nano = pcap[..4] == [0x4d, 0x3c, 0xb2, 0xa1];
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let u = |o: usize| i128::from(u32::from_le_bytes(pcap[o..o + 4].try_into().expect("4")));
+        let frac = if nano { u(at + 4) } else { u(at + 4) * 1000 };
+        out.push(u(at) * 1_000_000_000 + frac);
+        at += 16 + u(at + 8) as usize;
+    }
+    out
+}
+
+#[test]
+fn clock_offset_shifts_the_synthetic_capture_of_a_node() {
+    tool("kubectl");
+    let cluster = NobodyCluster::start_with(2, &["--nodes", "2", "--clock-offset", "node-2=+3s"]);
+    let list = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let on = |node: &str| -> String {
+        list.lines()
+            .find(|l| l.ends_with(&format!(" {node}")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no pod on {node}: {list}"))
+            .to_string()
+    };
+    for (node, want_s) in [("node-1", 0.0), ("node-2", 3.0)] {
+        let out = cluster.kubectl(&[
+            "exec",
+            "-n",
+            "shop",
+            &on(node),
+            "--",
+            "tcpdump",
+            "-i",
+            "any",
+            "-c",
+            "3",
+            "-U",
+            "-w",
+            "-",
+        ]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as i128;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = record_times(&out.stdout);
+        assert_eq!(times.len(), 3);
+        for t in times {
+            // the records were written within the last second or so of the true time
+            let ahead = (t - now) as f64 / 1e9;
+            assert!(
+                (want_s - 1.5..=want_s + 0.1).contains(&ahead),
+                "{node}: a record {ahead:.3} s from now, want ≈ {want_s} s"
+            );
+        }
+    }
     cluster.stop_cleanly();
 }
 

@@ -466,6 +466,9 @@ async fn follow(
     let mut waiting: Vec<Pod> = Vec::new();
     // how the captures of this run ended so far
     let (mut failed, mut ended) = (0usize, 0usize);
+    // pods that left the selection (captured again if they come back), and their captures
+    // while those end
+    let mut left = Left::default();
     // during a re-list (after a watch gap): the pods it names; the others are gone
     let mut relist: Option<HashSet<String>> = None;
     let mut lost_since: Option<std::time::Instant> = None;
@@ -487,6 +490,8 @@ async fn follow(
             _ = check.tick() => None, // housekeeping only
             _ = gate.heard() => None,
         };
+        // captures of pods that left the selection, once ended, are forgotten
+        left.ending.retain(|(t, _)| !t.is_finished());
         // finished captures: how they ended; the probe's end opens the gate or ends the run
         for (key, outcome) in reap(&mut active).await {
             let probe = matches!(&gate, Gate::Probing { key: k, .. } if *k == key);
@@ -612,6 +617,13 @@ async fn follow(
                     // a named pod that goes before its capture began will not be captured
                     expected_names.remove(n);
                 }
+                if p.metadata.deletion_timestamp.is_none() {
+                    left.let_go(&pod_key(&p), &mut active, &mut seen);
+                    // a probe that left before it listened tells nothing: the gate opens
+                    if matches!(&gate, Gate::Probing { key, .. } if *key == pod_key(&p)) {
+                        gate = Gate::Open;
+                    }
+                }
                 waiting.retain(|w| pod_key(w) != pod_key(&p));
                 held.retain(|w| pod_key(w) != pod_key(&p));
                 continue;
@@ -641,6 +653,12 @@ async fn follow(
             || !sel.matches_name(pod.metadata.name.as_deref().unwrap_or(""))
         {
             continue;
+        }
+        if left.back(&key) {
+            events.say(format!(
+                "{}: matches the selection again; capturing it again",
+                full_name(&pod)
+            ));
         }
         seen.insert(key.clone());
         if let Some(n) = pod.metadata.name.as_deref() {
@@ -690,7 +708,7 @@ async fn follow(
             break;
         }
     }
-    for (_, (t, _)) in active {
+    for (t, _) in active.into_values().chain(left.ending) {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     if let Ok(mut v) = verdict.lock() {
@@ -714,6 +732,36 @@ async fn reap(active: &mut Active) -> Vec<(String, Outcome)> {
         }
     }
     out
+}
+
+/// Pods that left the selection while the run goes on (their labels changed; they were not
+/// deleted). A user following `-l app=x` expects a pod that comes back into it to be captured
+/// again, so such a pod is forgotten as "seen"; its capture, told to end, is kept aside until
+/// it has (and awaited at the end of the run like the others).
+#[derive(Default)]
+struct Left {
+    /// UIDs of pods that left and have not come back.
+    pods: HashSet<String>,
+    /// Captures of pods that left, while they end.
+    ending: Vec<(tokio::task::JoinHandle<Outcome>, watch::Sender<Gone>)>,
+}
+
+impl Left {
+    /// Pod `key` left the selection: its capture (if any) is set aside, and it may be captured
+    /// again.
+    fn let_go(&mut self, key: &str, active: &mut Active, seen: &mut HashSet<String>) {
+        if let Some(capture) = active.remove(key) {
+            self.ending.push(capture);
+        }
+        if seen.remove(key) {
+            self.pods.insert(key.to_string());
+        }
+    }
+
+    /// Whether pod `key`, about to be captured, is one that left and came back.
+    fn back(&mut self, key: &str) -> bool {
+        self.pods.remove(key)
+    }
 }
 
 /// How long the watch may fail, with no capture running, before the run ends.
@@ -858,9 +906,14 @@ async fn capture_pod(
         let first = gap.is_none();
         let state_tx = &tx;
         let state = move |s: SourceState| state_tx.state(s);
+        // the container is in the pod for good from the moment the API accepted it, whether
+        // or not it ever runs
+        let added = || {
+            containers.fetch_add(1, Ordering::Relaxed);
+        };
         let mut gone_early = gone.clone();
         let injected = tokio::select! {
-            r = inject(&api, &pod, &opts, &container, &state) => r,
+            r = inject(&api, &pod, &opts, &container, &state, &added) => r,
             _ = stop.wait_for(|l| *l != StopLevel::Running) => {
                 tx.state(SourceState::Ended(if first {
                     EndReason::StoppedBeforeCapture
@@ -895,7 +948,6 @@ async fn capture_pod(
                 return Outcome::Failed;
             }
         };
-        containers.fetch_add(1, Ordering::Relaxed);
         if let Some(n) = injected.note.as_ref().filter(|_| first) {
             tx.note(n.clone());
         }

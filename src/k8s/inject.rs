@@ -241,13 +241,15 @@ fn patch_error(e: &kube::Error, ns: &str, pod: &str, ours: &str) -> InjectError 
 }
 
 /// Adds the capture container to `pod` and waits until it runs. `state` is told what is
-/// happening ("injecting", "pulling image"…).
+/// happening ("injecting", "pulling image"…); `added` is called once the API has accepted the
+/// container (it stays in the pod from then on, whatever happens next).
 pub async fn inject(
     api: &Api<Pod>,
     pod: &Pod,
     opts: &PodOptions,
     name: &str,
     state: &(dyn Fn(SourceState) + Send + Sync),
+    added: &(dyn Fn() + Send + Sync),
 ) -> Result<Injected, InjectError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -303,6 +305,7 @@ pub async fn inject(
             Err(e) => return Err(patch_error(&e, &ns, &pod_name, &name)),
         }
     }
+    added();
     state(SourceState::StartingContainer);
     let waited = tokio::time::timeout(
         opts.start_timeout,

@@ -389,6 +389,15 @@ pub async fn stream(
             changed = gone.changed(), if gone_open => {
                 if changed.is_err() {
                     gone_open = false; // the watcher is done; the pod is not gone for that
+                } else if *gone.borrow() == Gone::Unselected {
+                    // the pod left the selection and runs on: nobody ends its capture for us,
+                    // so stop it now, gracefully (tcpdump flushes), and read on to the end
+                    ended.get_or_insert(Ended::PodGone);
+                    if !asked_to_stop {
+                        asked_to_stop = true;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), stdin.write_all(b"stop\n")).await;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + GRACE);
+                    }
                 } else if *gone.borrow() != Gone::No {
                     // the pod is terminating: its last traffic (the draining of a rollout) is
                     // worth having, so read on until the kubelet ends the capture with the

@@ -1,6 +1,7 @@
 //! The test cluster as a child process: `podcap-testcluster` started for a test, its kubeconfig,
 //! kubectl against it. Shared by the test-cluster tests and the pod capture tests.
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -262,4 +263,156 @@ pub fn descendants(root: u32) -> Vec<(u32, String)> {
     }
     out.sort();
     out
+}
+
+// ---- kubectl and raw API helpers shared by the test-cluster tests ----
+
+/// Data lines (header dropped) of `kubectl get` output.
+pub fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+pub fn parse_json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+impl Server {
+    /// `(HTTP code, body)` of a raw request with curl and the right token; None if no curl.
+    pub fn curl_send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        use base64::Engine as _;
+        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
+        let cluster = &kc["clusters"][0]["cluster"];
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(cluster["certificate-authority-data"].as_str().expect("ca"))
+            .expect("base64");
+        let ca_file = self.dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).expect("write ca");
+        let url = format!("{}{path}", cluster["server"].as_str().expect("server"));
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca_file)
+            .args(["-X", method, "-H"])
+            .arg(format!("Authorization: Bearer {}", self.token()))
+            .arg("-H")
+            .arg(format!("Content-Type: {content_type}"))
+            .args(["--data-binary", body, "-w", "\n%{http_code}", &url])
+            .output()
+            .expect("curl is needed (scripts/test installs it)");
+        Some(curl_result(&out))
+    }
+
+    /// A long-running kubectl whose stdout lines arrive on the channel; killed by the caller.
+    pub fn kubectl_stream(&self, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// Watch events (`kubectl get --raw` of a watch that ends after `timeoutSeconds`).
+    pub fn raw_watch(&self, path_and_query: &str) -> Vec<Value> {
+        let out = self.ok(&["get", "--raw", path_and_query]);
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                assert!(l.starts_with("{\"type\":"), "event line: {l}");
+                parse_json(l)
+            })
+            .collect()
+    }
+
+    pub fn pod_json(&self, name: &str) -> Value {
+        parse_json(&self.ok(&["get", "pod", name, "-n", "shop", "-o", "json"]))
+    }
+
+    /// Polls the pod until `pred` holds (5 s at most).
+    pub fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..50 {
+            let pod = self.pod_json(name);
+            if pred(&pod) {
+                return pod;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("pod {name}: {what} did not happen");
+    }
+
+    pub fn token(&self) -> String {
+        let kc = parse_json(&std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig"));
+        kc["users"][0]["user"]["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+}
+
+/// Waits (10 s at most) for a line containing all of `words`; returns it.
+pub fn expect_line(rx: &mpsc::Receiver<String>, words: &[&str], seen: &mut Vec<String>) -> String {
+    let matches = |line: &str| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        words.iter().all(|w| cols.contains(w))
+    };
+    // Events of pods created together may come in either order: an earlier wait may have read
+    // this one already. Lines already matched are marked with USED and not matched again.
+    const USED: &str = "(matched) ";
+    if let Some(i) = seen.iter().position(|l| !l.starts_with(USED) && matches(l)) {
+        let line = seen[i].clone();
+        seen[i] = format!("{USED}{line}");
+        return line;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if matches(&line) {
+                    seen.push(format!("{USED}{line}"));
+                    return line;
+                }
+                seen.push(line);
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {words:?}; saw:\n{}", seen.join("\n"));
+}
+
+/// Splits `curl -w "\n%{http_code}"` output into (status, body); curl itself must succeed.
+pub fn curl_result(out: &std::process::Output) -> (u16, String) {
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("code"), body.to_string())
 }

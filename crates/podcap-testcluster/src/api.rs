@@ -20,7 +20,7 @@ use super::respond::{
 use super::selectors::{FieldSelector, LabelSelector};
 use super::shared::Shared;
 use super::table;
-use super::{ephemeral, watch, write};
+use super::{access, ephemeral, watch, write};
 
 /// Largest request body accepted (the real server's limit is 3 MiB).
 const MAX_BODY: usize = 3 << 20;
@@ -101,7 +101,9 @@ fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
         ["version"] => Some(shared.version.clone()),
         ["api"] => Some(discovery::api_versions(&shared.address)),
         ["apis"] => Some(discovery::api_group_list()),
-        ["apis", "apps"] => Some(discovery::apps_group()),
+        ["apis", "apps"] => Some(discovery::group_doc("apps")),
+        ["apis", access::GROUP] => Some(discovery::group_doc(access::GROUP)),
+        ["apis", access::GROUP, "v1"] => Some(access::resources()),
         ["api", "v1"] => Some(discovery::core_v1()),
         ["apis", "apps", "v1"] => Some(discovery::apps_v1()),
         ["openapi", "v3"] => Some(discovery::openapi_v3_root()),
@@ -117,6 +119,21 @@ fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
         return ok_json(&body);
     }
 
+    // Access reviews: every authenticated user may ask (system:basic-user).
+    match (req.method(), segs.as_slice()) {
+        (&Method::POST, ["apis", access::GROUP, "v1", "selfsubjectaccessreviews"]) => {
+            return access::self_subject_access_review(shared, req.body())
+        }
+        (&Method::POST, ["apis", access::GROUP, "v1", "selfsubjectrulesreviews"]) => {
+            return access::self_subject_rules_review(shared, req.body())
+        }
+        (_, ["apis", access::GROUP, "v1", ..]) => {
+            return method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )
+        }
+        _ => {}
+    }
     let (group, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", rest),
         ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
@@ -179,6 +196,12 @@ fn route(shared: &Arc<Shared>, req: &Request<Bytes>) -> Resp {
         }
         ("pods", Some(ns), Some(name), None) if m == Method::DELETE => {
             return write::delete_pod(shared, ns, name, req.body(), query)
+        }
+        ("pods", Some(ns), Some(name), None) if m == Method::PATCH => {
+            return write::patch_pod(shared, ns, name, content_type, req.body(), query)
+        }
+        ("namespaces", None, Some(name), None) if m == Method::PATCH => {
+            return write::patch_namespace(shared, name, content_type, req.body())
         }
         ("pods", Some(ns), Some(name), Some("ephemeralcontainers"))
             if m == Method::PATCH || m == Method::PUT =>

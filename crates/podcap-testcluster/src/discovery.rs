@@ -15,12 +15,13 @@ fn group(name: &str) -> Value {
 
 /// `GET /apis`: only the groups this server serves.
 pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps")]})
+    json!({"kind": "APIGroupList", "apiVersion": "v1",
+        "groups": [group("apps"), group(super::access::GROUP)]})
 }
 
-/// `GET /apis/apps`.
-pub fn apps_group() -> Value {
-    let mut g = group("apps");
+/// `GET /apis/apps`, `GET /apis/authorization.k8s.io`.
+pub fn group_doc(name: &str) -> Value {
+    let mut g = group(name);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     g

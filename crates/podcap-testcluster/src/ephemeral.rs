@@ -143,35 +143,8 @@ pub fn update(
         }
         patched = patch_body;
     } else {
-        let applied = match media {
-            "application/strategic-merge-patch+json" => {
-                patch::strategic_merge_patch(&mut patched, &patch_body);
-                Ok(())
-            }
-            "application/merge-patch+json" => {
-                patch::merge_patch(&mut patched, &patch_body);
-                Ok(())
-            }
-            "application/json-patch+json" => patch::json_patch(&mut patched, &patch_body),
-            _ => {
-                return respond(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "application/json",
-                    status_body(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
-                        None,
-                    ),
-                )
-            }
-        };
-        if let Err(e) = applied {
-            return respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "application/json",
-                status_body(500, "InternalError", &e, None),
-            );
+        if let Err(r) = patch::apply(media, &mut patched, &patch_body) {
+            return *r;
         }
     }
     let mut new_ecs = list(&patched, "ephemeralContainers");
@@ -274,20 +247,29 @@ async fn start_containers(
         return;
     }
     tokio::time::sleep(STEP).await;
-    // Start the real processes (as root in the pod's network namespace), then report them
-    // running — or terminated with StartError when the command cannot be found.
-    let pod_ip = shared
-        .lock()
-        .get("pods", Some(&ns), &name)
-        .map(|p| str_at(p, "/status/podIP").to_string())
-        .unwrap_or_default();
-    let netns = shared.kubelet.pod_netns(&ns, &name, &pod_ip);
-    let env = super::write::pod_env(&shared, &pod_ip);
-    let mut started = Vec::new();
-    for c in &added {
-        let argv = container_argv(c);
+    // Start the real processes (as root in the pod's network namespace); each is reported
+    // running at the kubelet's next relist (output before the client attaches is lost, as on
+    // a real node), and its end likewise. A command that cannot be found is reported at once,
+    // terminated with StartError.
+    let Some(pod) = shared.lock().get("pods", Some(&ns), &name).cloned() else {
+        return;
+    };
+    let pod_ip = str_at(&pod, "/status/podIP").to_string();
+    let netns = shared
+        .kubelet
+        .pod_netns(&ns, &name, &pod_ip, shared.kubelet.node_of(&pod));
+    let env = super::write::pod_env(&shared, &pod);
+    for c in added {
+        let argv = container_argv(&c);
         let stdin = c["stdin"] == true;
         let stdin_once = c["stdinOnce"] == true;
+        let ids = {
+            let mut st = shared.lock();
+            (
+                format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64)),
+                format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64)),
+            )
+        };
         match shared
             .kubelet
             .spawn(netns.as_deref(), &env, &argv, stdin, stdin_once)
@@ -295,57 +277,109 @@ async fn start_containers(
             Ok((proc, child)) => {
                 shared
                     .kubelet
-                    .add_container(&ns, &name, str_at(c, "/name"), proc.clone());
-                started.push((c.clone(), Ok((proc, child))));
+                    .add_container(&ns, &name, str_at(&c, "/name"), proc.clone());
+                let exited = proc.exited.clone();
+                tokio::spawn(shared.kubelet.clone().run(proc, child));
+                tokio::spawn(report(
+                    shared.clone(),
+                    (ns.clone(), name.clone(), uid.clone()),
+                    c,
+                    ids,
+                    exited,
+                ));
             }
-            Err(e) => started.push((c.clone(), Err(e))),
+            Err(e) => {
+                let ts = rfc3339(now_unix());
+                let (container_id, image_id) = ids;
+                update_pod(&shared, &ns, &name, &uid, |pod, _| {
+                    set_status(
+                        pod,
+                        json!({"name": c["name"], "state": {"terminated": {"containerID": container_id, "exitCode": 128,
+                            "finishedAt": ts, "message": format!("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {e}: unknown"),
+                            "reason": "StartError", "startedAt": "1970-01-01T00:00:00Z"}},
+                        "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
+                        "imageID": image_id, "containerID": container_id}),
+                    );
+                });
+            }
         }
     }
-    let ts = rfc3339(now_unix());
-    let mut ids = Vec::new();
-    update_pod(&shared, &ns, &name, &uid, |pod, st| {
-        for (c, r) in &started {
-            let container_id = format!("containerd://{}", st.rng.string(b"0123456789abcdef", 64));
-            let image_id = format!("sha256:{}", st.rng.string(b"0123456789abcdef", 64));
-            let state = match r {
-                Ok(_) => json!({"running": {"startedAt": ts}}),
-                Err(e) => json!({"terminated": {"containerID": container_id, "exitCode": 128,
-                    "finishedAt": ts, "message": format!("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {e}: unknown"),
-                    "reason": "StartError", "startedAt": "1970-01-01T00:00:00Z"}}),
+}
+
+/// The kubelet's reports of one started ephemeral container `c` (pod `ns/name/uid`, ids
+/// (containerID, imageID)): `running` at the next relist after the start, `terminated` (exit
+/// code, Completed/Error) at the next relist after the end — or `terminated` at once when it
+/// had already ended at the first one.
+async fn report(
+    shared: Arc<Shared>,
+    (ns, name, uid): (String, String, String),
+    c: Value,
+    (container_id, image_id): (String, String),
+    mut exited: tokio::sync::watch::Receiver<Option<i32>>,
+) {
+    let started = rfc3339(now_unix());
+    let at = shared.kubelet.report_at(std::time::Instant::now());
+    tokio::time::sleep_until(at.into()).await;
+    let status = |state: Value| {
+        json!({"name": c["name"], "state": state, "lastState": {}, "ready": false,
+            "restartCount": 0, "image": c["image"], "imageID": image_id, "containerID": container_id})
+    };
+    let ended_before = *exited.borrow();
+    if ended_before.is_none() {
+        let running = status(json!({"running": {"startedAt": started}}));
+        if !update_pod(&shared, &ns, &name, &uid, |pod, _| set_status(pod, running)) {
+            return;
+        }
+    }
+    let code = match ended_before {
+        Some(code) => code,
+        None => {
+            let Ok(code) = exited
+                .wait_for(Option::is_some)
+                .await
+                .map(|c| c.unwrap_or(0))
+            else {
+                return;
             };
-            ids.push((container_id.clone(), image_id.clone()));
-            set_status(
-                pod,
-                json!({"name": c["name"], "state": state,
-                "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
-                "imageID": image_id, "containerID": container_id}),
+            let at = shared.kubelet.report_at(std::time::Instant::now());
+            let finished = rfc3339(now_unix());
+            tokio::time::sleep_until(at.into()).await;
+            return terminated(
+                &shared,
+                (&ns, &name, &uid),
+                &status,
+                code,
+                &started,
+                &finished,
             );
         }
-    });
-    for ((c, r), (container_id, image_id)) in started.into_iter().zip(ids) {
-        let Ok((proc, child)) = r else { continue };
-        let (shared, ns, name, uid, ts) = (
-            shared.clone(),
-            ns.clone(),
-            name.clone(),
-            uid.clone(),
-            ts.clone(),
-        );
-        tokio::spawn(async move {
-            let code = shared.kubelet.clone().run(proc, child).await;
-            let finished = rfc3339(now_unix());
-            update_pod(&shared, &ns, &name, &uid, |pod, _| {
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                set_status(
-                    pod,
-                    json!({"name": c["name"], "state": {"terminated": {"containerID": container_id,
-                    "exitCode": code, "finishedAt": finished, "reason": reason, "startedAt": ts}},
-                    "lastState": {}, "ready": false, "restartCount": 0, "image": c["image"],
-                    "imageID": image_id, "containerID": container_id}),
-                );
-            });
-        });
-    }
+    };
+    let finished = rfc3339(now_unix());
+    terminated(
+        &shared,
+        (&ns, &name, &uid),
+        &status,
+        code,
+        &started,
+        &finished,
+    );
+}
+
+fn terminated(
+    shared: &Shared,
+    (ns, name, uid): (&str, &str, &str),
+    status: &dyn Fn(Value) -> Value,
+    code: i32,
+    started: &str,
+    finished: &str,
+) {
+    let reason = if code == 0 { "Completed" } else { "Error" };
+    let container_id = status(Value::Null)["containerID"].clone();
+    let s = status(
+        json!({"terminated": {"containerID": container_id, "exitCode": code,
+        "finishedAt": finished, "reason": reason, "startedAt": started}}),
+    );
+    update_pod(shared, ns, name, uid, |pod, _| set_status(pod, s));
 }
 
 /// The pretend kubelet for images that cannot be pulled: `ErrImagePull` (or, with

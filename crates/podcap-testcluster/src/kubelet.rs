@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
@@ -99,6 +100,48 @@ impl Proc {
     }
 }
 
+/// What the kubelet emulates beyond one plain node.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// Number of nodes (node-1…node-N). As root, each has its own bridge; the bridges are
+    /// linked through a fabric bridge.
+    pub nodes: usize,
+    /// Prefix length of the pod network (the pods' `eth0` carry it: one L2 segment).
+    pub prefix_len: u8,
+    /// How often the kubelet relists its containers (a container's start or end is reported
+    /// at the next relist, plus the pod sync); zero reports at once.
+    pub relist: Duration,
+    /// One-way delay between pods on different nodes.
+    pub node_latency: Duration,
+    /// Per node (0-based): nanoseconds added to every timestamp a capture there produces.
+    pub clock_offsets: Vec<i64>,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        KubeletConfig {
+            nodes: 1,
+            prefix_len: 16,
+            relist: Duration::ZERO,
+            node_latency: Duration::ZERO,
+            clock_offsets: Vec::new(),
+        }
+    }
+}
+
+/// How the node bridges are linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// One node: its pods are on the fabric bridge itself.
+    Single,
+    /// veth pairs from each node bridge to the fabric bridge (with `tc netem` delay on the
+    /// node side when `--node-latency` is set).
+    Veth,
+    /// `--node-latency` without netem in the kernel: a tap per node bridge and a user-space
+    /// switch that forwards frames between them after the delay ([`super::relay`]).
+    Relay,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Process groups started (killed at cleanup).
@@ -107,6 +150,10 @@ struct Inner {
     netns: HashMap<String, String>,
     next_if: usize,
     bridge_up: bool,
+    /// How the node bridges are linked, once they exist.
+    links: Option<Links>,
+    /// The user-space switch of [`Links::Relay`].
+    relay: Option<super::relay::Relay>,
     /// (ns, pod, container) → main process.
     containers: HashMap<(String, String, String), Arc<Proc>>,
     /// Pod IPs of the demo HTTP servers (targets of the client workload).
@@ -122,6 +169,10 @@ pub struct Kubelet {
     /// Without namespaces: the directory holding the `tcpdump` shim (put first in the PATH of
     /// pod processes), removed at clean-up.
     pub shim_dir: Option<std::path::PathBuf>,
+    /// Nodes, relist period, latency, clock offsets.
+    pub config: KubeletConfig,
+    /// When the kubelet started (its relist clock counts from here).
+    epoch: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -139,6 +190,28 @@ fn ip(args: &[&str]) -> Result<(), String> {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+/// The pod sync that follows a relist before the status reaches the API server.
+pub const SYNC: Duration = Duration::from_millis(50);
+
+/// `tc qdisc replace dev DEV root netem delay D` (Err: tc's message, e.g. "Specified qdisc
+/// kind is unknown." where the kernel has no netem).
+fn netem(dev: &str, delay: Duration) -> Result<(), String> {
+    let us = format!("{}us", delay.as_micros());
+    let args = [
+        "qdisc", "replace", "dev", dev, "root", "netem", "delay", &us, "limit", "100000",
+    ];
+    let out = std::process::Command::new("tc")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("tc: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 
@@ -175,22 +248,36 @@ pub fn lookup_in(prog: &str, path: Option<&str>) -> Result<String, String> {
 
 impl Kubelet {
     /// `tag` makes names unique per server (the port).
-    pub fn new(tag: u16) -> Kubelet {
+    pub fn new(tag: u16, config: KubeletConfig) -> Kubelet {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let netns_enabled = root
             && std::env::var_os("PODCAP_TESTCLUSTER_NO_NETNS").is_none()
             && ip(&["netns", "list"]).is_ok();
         let prefix = format!("pc{tag}");
-        let shim_dir = if netns_enabled {
-            None
+        let shim_dir = if !netns_enabled {
+            make_shim_dir(&prefix, &format!("exec {{exe}} {}", super::synth::ARG))
+        } else if config.clock_offsets.iter().any(|o| *o != 0) {
+            // The real tcpdump of a node with a clock offset runs behind the offset shim.
+            match lookup("tcpdump") {
+                Ok(real) => make_shim_dir(
+                    &prefix,
+                    &format!("exec {{exe}} {} {}", super::offset::ARG, sh_quote(&real)),
+                ),
+                Err(e) => {
+                    tracing::warn!("no clock offsets: {e}");
+                    None
+                }
+            }
         } else {
-            make_shim_dir(&prefix)
+            None
         };
         let k = Kubelet {
             netns_enabled,
             prefix,
             shim_dir,
+            config,
+            epoch: Instant::now(),
             inner: Mutex::new(Inner::default()),
         };
         if netns_enabled {
@@ -208,9 +295,116 @@ impl Kubelet {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The network namespace of pod `ns/pod` with IP `pod_ip`, created on first use (as root);
-    /// `None` when namespaces are disabled or could not be made (processes use the host's).
-    pub fn pod_netns(&self, ns: &str, pod: &str, pod_ip: &str) -> Option<String> {
+    /// The node (0-based) of `pod` (its `spec.nodeName`; node-1 when unknown).
+    pub fn node_of(&self, pod: &serde_json::Value) -> usize {
+        super::nodes::node_index(
+            super::objects::str_at(pod, "/spec/nodeName"),
+            self.config.nodes,
+        )
+        .unwrap_or(0)
+    }
+
+    /// When a container change (a start, an end) at `since` is reported: at the kubelet's next
+    /// relist after it, plus the pod sync that follows ([`SYNC`]); at once without relisting.
+    pub fn report_at(&self, since: Instant) -> Instant {
+        let period = self.config.relist;
+        if period.is_zero() {
+            return since;
+        }
+        let elapsed = since.saturating_duration_since(self.epoch).as_nanos();
+        let ticks = elapsed / period.as_nanos() + 1;
+        let next = self.epoch + Duration::from_nanos((ticks * period.as_nanos()) as u64);
+        next + SYNC
+    }
+
+    /// Makes the fabric bridge `pc<PORT>br` and, with several nodes, one bridge per node
+    /// (`pc<PORT>n<k>`) linked to it (see [`Links`]). False when the bridge cannot be made.
+    fn ensure_bridges(&self, inner: &mut Inner) -> bool {
+        if inner.bridge_up {
+            return true;
+        }
+        let bridge = format!("{}br", self.prefix);
+        let _ = ip(&["link", "del", &bridge]);
+        if let Err(e) = ip(&["link", "add", &bridge, "type", "bridge"])
+            .and_then(|()| ip(&["link", "set", &bridge, "up"]))
+        {
+            tracing::warn!("bridge: {e}; pods share the host network namespace");
+            return false;
+        }
+        inner.bridge_up = true;
+        if self.config.nodes <= 1 {
+            inner.links = Some(Links::Single);
+            return true;
+        }
+        let nodes = self.config.nodes;
+        for k in 1..=nodes {
+            let nb = format!("{}n{k}", self.prefix);
+            let _ = ip(&["link", "del", &nb]);
+            if let Err(e) = ip(&["link", "add", &nb, "type", "bridge"])
+                .and_then(|()| ip(&["link", "set", &nb, "up"]))
+            {
+                tracing::warn!("node-{k} bridge: {e}");
+            }
+        }
+        let latency = self.config.node_latency;
+        let mut links = Links::Veth;
+        for k in 1..=nodes {
+            let (up, down) = (
+                format!("{}u{k}", self.prefix),
+                format!("{}f{k}", self.prefix),
+            );
+            let _ = ip(&["link", "del", &up]);
+            let made = ip(&["link", "add", &up, "type", "veth", "peer", "name", &down])
+                .and_then(|()| {
+                    ip(&[
+                        "link",
+                        "set",
+                        &up,
+                        "master",
+                        &format!("{}n{k}", self.prefix),
+                        "up",
+                    ])
+                })
+                .and_then(|()| ip(&["link", "set", &down, "master", &bridge, "up"]));
+            if let Err(e) = made {
+                tracing::warn!("node-{k} uplink: {e}");
+                continue;
+            }
+            if !latency.is_zero() {
+                if let Err(e) = netem(&up, latency) {
+                    tracing::info!(
+                        "no tc netem here ({e}): node latency through the user-space relay"
+                    );
+                    links = Links::Relay;
+                    break;
+                }
+            }
+        }
+        if links == Links::Relay {
+            for k in 1..=nodes {
+                let _ = ip(&["link", "del", &format!("{}u{k}", self.prefix)]);
+            }
+            let bridges: Vec<String> = (1..=nodes)
+                .map(|k| format!("{}n{k}", self.prefix))
+                .collect();
+            match super::relay::Relay::start(&self.prefix, &bridges, latency) {
+                Ok(r) => inner.relay = Some(r),
+                Err(e) => tracing::warn!("node latency relay: {e}; the nodes are not linked"),
+            }
+        }
+        inner.links = Some(links);
+        true
+    }
+
+    /// How the node bridges are linked (None before the first pod network exists).
+    pub fn links(&self) -> Option<Links> {
+        self.lock().links
+    }
+
+    /// The network namespace of pod `ns/pod` with IP `pod_ip` on node `node` (0-based),
+    /// created on first use (as root); `None` when namespaces are disabled or could not be
+    /// made (processes use the host's).
+    pub fn pod_netns(&self, ns: &str, pod: &str, pod_ip: &str, node: usize) -> Option<String> {
         if !self.netns_enabled {
             return None;
         }
@@ -219,17 +413,14 @@ impl Kubelet {
         if let Some(n) = inner.netns.get(&key) {
             return Some(n.clone());
         }
-        let bridge = format!("{}br", self.prefix);
-        if !inner.bridge_up {
-            let _ = ip(&["link", "del", &bridge]);
-            if let Err(e) = ip(&["link", "add", &bridge, "type", "bridge"])
-                .and_then(|()| ip(&["link", "set", &bridge, "up"]))
-            {
-                tracing::warn!("bridge: {e}; pods share the host network namespace");
-                return None;
-            }
-            inner.bridge_up = true;
+        if !self.ensure_bridges(&mut inner) {
+            return None;
         }
+        let bridge = if self.config.nodes <= 1 {
+            format!("{}br", self.prefix)
+        } else {
+            format!("{}n{}", self.prefix, node.min(self.config.nodes - 1) + 1)
+        };
         inner.next_if += 1;
         let idx = inner.next_if;
         let name = format!("{NETNS_PREFIX}{}-{}-{idx}", self.prefix, std::process::id());
@@ -237,7 +428,7 @@ impl Kubelet {
         let peer = format!("{}p{idx}", self.prefix);
         let _ = ip(&["netns", "del", &name]);
         let _ = ip(&["link", "del", &host_if]);
-        let addr = format!("{pod_ip}/16");
+        let addr = format!("{pod_ip}/{}", self.config.prefix_len);
         let steps: [&[&str]; 8] = [
             &["netns", "add", &name],
             &[
@@ -261,19 +452,34 @@ impl Kubelet {
         Some(name)
     }
 
-    /// The environment additions for a process of the pod with IP `pod_ip` whose fellow pods
-    /// have `peers`: without namespaces, `PATH` with the `tcpdump` shim first and the IPs the
-    /// synthetic capture uses; with namespaces nothing (the pod has real traffic).
-    pub fn pod_env(&self, pod_ip: &str, peers: &[String]) -> Vec<(String, String)> {
+    /// The environment additions for a process of the pod with IP `pod_ip` on node `node`
+    /// whose fellow pods have `peers`: without namespaces, `PATH` with the synthetic `tcpdump`
+    /// shim first, the IPs the synthetic capture uses and the node's clock offset; with
+    /// namespaces, on a node whose clock is off, `PATH` with the offset shim first and the
+    /// offset; otherwise nothing (the pod has real traffic and a true clock).
+    pub fn pod_env(&self, pod_ip: &str, peers: &[String], node: usize) -> Vec<(String, String)> {
         let Some(dir) = &self.shim_dir else {
             return Vec::new();
         };
+        let offset = self.config.clock_offsets.get(node).copied().unwrap_or(0);
+        if self.netns_enabled && offset == 0 {
+            return Vec::new();
+        }
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-        vec![
-            ("PATH".into(), format!("{}:{path}", dir.display())),
-            (super::synth::ENV_POD_IP.into(), pod_ip.to_string()),
-            (super::synth::ENV_PEER_IPS.into(), peers.join(",")),
-        ]
+        let mut env = vec![("PATH".into(), format!("{}:{path}", dir.display()))];
+        if !self.netns_enabled {
+            env.push((super::synth::ENV_POD_IP.into(), pod_ip.to_string()));
+            env.push((super::synth::ENV_PEER_IPS.into(), peers.join(",")));
+        }
+        if offset != 0 {
+            env.push((super::offset::ENV_CLOCK_OFFSET.into(), offset.to_string()));
+        }
+        env
+    }
+
+    /// Whether pods capture synthetic traffic (no network namespaces).
+    pub fn synthetic(&self) -> bool {
+        !self.netns_enabled && self.shim_dir.is_some()
     }
 
     /// Starts `argv` (in `netns` when given) in its own process group, with `env` added to the
@@ -440,9 +646,19 @@ impl Kubelet {
             kill_in_netns(&n);
             let _ = ip(&["netns", "del", &n]);
         }
+        if let Some(r) = inner.relay.take() {
+            r.stop();
+        }
         if inner.bridge_up {
             inner.bridge_up = false;
             let _ = ip(&["link", "del", &format!("{}br", self.prefix)]);
+            if self.config.nodes > 1 {
+                for k in 1..=self.config.nodes {
+                    for l in ["n", "u", "t"] {
+                        let _ = ip(&["link", "del", &format!("{}{l}{k}", self.prefix)]);
+                    }
+                }
+            }
         }
         if self.netns_enabled {
             let file = state_dir().join(&self.prefix);
@@ -458,16 +674,22 @@ impl Kubelet {
     }
 }
 
+/// `'s'` with single quotes escaped, for a shell script.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Makes `$TMPDIR/podcap-testcluster-<PID>-<prefix>` (mode 0700, a fresh directory: an
-/// existing one is never reused) holding the `tcpdump` shim script
-/// `exec <this binary> __podcap-synthetic-tcpdump "$@"`. `None` (with a warning) on failure:
-/// pod processes then get the host's tcpdump.
-fn make_shim_dir(prefix: &str) -> Option<std::path::PathBuf> {
+/// existing one is never reused) holding a `tcpdump` shim script whose command is `line`
+/// (`{exe}` standing for this binary) followed by `"$@"`: the synthetic capture
+/// (`exec <this binary> __podcap-synthetic-tcpdump "$@"`), or the clock-offset wrapper of the
+/// real one. `None` (with a warning) on failure: pod processes then get the host's tcpdump.
+fn make_shim_dir(prefix: &str, line: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
-            tracing::warn!("no synthetic tcpdump for pods: current_exe: {e}");
+            tracing::warn!("no tcpdump shim for pods: current_exe: {e}");
             return None;
         }
     };
@@ -483,21 +705,20 @@ fn make_shim_dir(prefix: &str) -> Option<std::path::PathBuf> {
     });
     let Some(dir) = dir else {
         tracing::warn!(
-            "no synthetic tcpdump for pods: cannot create a directory in {}",
+            "no tcpdump shim for pods: cannot create a directory in {}",
             base.display()
         );
         return None;
     };
-    let quoted = format!("'{}'", exe.to_string_lossy().replace('\'', "'\\''"));
     let script = format!(
-        "#!/bin/sh\n# podcap-testcluster without network namespaces: synthetic capture\nexec {quoted} {} \"$@\"\n",
-        super::synth::ARG
+        "#!/bin/sh\n# podcap-testcluster: tcpdump of the emulated pods (synthetic capture, or a clock offset)\n{} \"$@\"\n",
+        line.replace("{exe}", &sh_quote(&exe.to_string_lossy()))
     );
     let file = dir.join("tcpdump");
     let written = std::fs::write(&file, script)
         .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)));
     if let Err(e) = written {
-        tracing::warn!("no synthetic tcpdump for pods: {}: {e}", file.display());
+        tracing::warn!("no tcpdump shim for pods: {}: {e}", file.display());
         let _ = std::fs::remove_dir_all(&dir);
         return None;
     }
@@ -555,7 +776,9 @@ pub fn curl_loop(servers: &[String]) -> String {
 }
 
 /// Prefix of every network namespace a server makes:
-/// `podcap-tc-pc<PORT>-<PID>-<i>` (links: `pc<PORT>br`, `pc<PORT>v<i>`, `pc<PORT>p<i>`).
+/// `podcap-tc-pc<PORT>-<PID>-<i>` (links: `pc<PORT>br`, `pc<PORT>v<i>`, `pc<PORT>p<i>`; with
+/// several nodes also `pc<PORT>n<k>` (node bridges), `pc<PORT>u<k>`/`pc<PORT>f<k>` (their
+/// uplinks) or `pc<PORT>t<k>` (their relay taps)).
 pub const NETNS_PREFIX: &str = "podcap-tc-";
 
 /// Where each server (as root) records `pc<PORT>` → its PID: `/run/podcap-testcluster`, or
@@ -643,7 +866,7 @@ pub fn remove_stale() {
             link.strip_prefix(t.as_str()).is_some_and(|rest| {
                 rest == "br"
                     || rest
-                        .strip_prefix(['v', 'p'])
+                        .strip_prefix(['v', 'p', 'n', 'u', 'f', 't'])
                         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
             })
         });

@@ -1,19 +1,25 @@
 //! A local stand-in Kubernetes API server that the real `kubectl` accepts: HTTPS on
-//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes, pods
-//! (label/field selectors, watch, create, delete, ephemeral containers run as real processes,
-//! attach/exec over WebSocket, per-pod network namespaces as root), services and apps/v1
-//! workloads, as a real v1.28 server answers. See docs/testing.md for what it does not do yet.
+//! 127.0.0.1 with a throw-away CA, bearer-token auth, discovery, namespaces, nodes (several,
+//! with their own clocks and latency between them), pods (label/field selectors, watch, create,
+//! delete, label/annotate, ephemeral containers run as real processes reported at the kubelet's
+//! relist, attach/exec over WebSocket, per-pod network namespaces as root), services, apps/v1
+//! workloads and access reviews, as a real v1.28 server answers. See docs/testing.md for what
+//! it does not do yet.
 //!
 //! [`TestCluster::start`] serves on an ephemeral port until [`TestCluster::shutdown`] (or drop
 //! of the runtime); the `podcap-testcluster` binary wraps it.
 
+pub mod access;
 pub mod api;
 pub mod discovery;
 pub mod ephemeral;
 pub mod kubelet;
+pub mod nodes;
 pub mod objects;
+pub mod offset;
 pub mod patch;
 pub mod policy;
+pub mod relay;
 pub mod respond;
 pub mod scale;
 pub mod selectors;
@@ -67,7 +73,21 @@ pub struct Config {
     pub add_pods_after: Vec<f64>,
     /// Seconds after start at which one demo pod is deleted (one entry per pod).
     pub delete_pods_after: Vec<f64>,
+    /// Number of nodes (node-1…node-N); the demo pods are spread over them in turn.
+    pub nodes: usize,
+    /// The pod network (IPv4 CIDR), split into one block per node.
+    pub pod_network: String,
+    /// Clock offsets of nodes: every timestamp a capture there produces is shifted.
+    pub clock_offsets: Vec<nodes::ClockOffset>,
+    /// One-way delay between pods on different nodes (as root).
+    pub node_latency: std::time::Duration,
+    /// The kubelet's relist period: a container's start (and end) is reported at the next
+    /// relist plus the pod sync, as a real kubelet's PLEG does; zero reports at once.
+    pub relist_period: std::time::Duration,
 }
+
+/// A kubelet's relist period (the generic PLEG relists every second).
+pub const DEFAULT_RELIST: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for Config {
     fn default() -> Self {
@@ -83,6 +103,11 @@ impl Default for Config {
             pending_secs: 0.0,
             add_pods_after: Vec::new(),
             delete_pods_after: Vec::new(),
+            nodes: 1,
+            pod_network: nodes::DEFAULT_POD_NETWORK.into(),
+            clock_offsets: Vec::new(),
+            node_latency: std::time::Duration::ZERO,
+            relist_period: DEFAULT_RELIST,
         }
     }
 }
@@ -157,12 +182,34 @@ impl TestCluster {
         let seed = objects::now_unix() as u64 ^ (u64::from(std::process::id()) << 32);
         let mut rng = Rng::new(seed ^ u64::from(addr.port()));
         let token = rng.string(b"0123456789abcdefghijklmnopqrstuvwxyz", 40);
+        let network = nodes::PodNetwork::parse(&config.pod_network, config.nodes)?;
+        let per_node = config.pods.div_ceil(config.nodes.max(1));
+        if per_node > network.capacity() {
+            return Err(format!(
+                "{} pods on {} nodes need {per_node} addresses per node; the pod network {} gives each node {}",
+                config.pods,
+                config.nodes,
+                network.cidr(),
+                network.capacity()
+            ));
+        }
+        let mut clock_offsets = vec![0i64; config.nodes];
+        for o in &config.clock_offsets {
+            let i = nodes::node_index(&o.node, config.nodes).ok_or_else(|| {
+                format!(
+                    "--clock-offset {}: no such node (there are node-1…node-{}; see --nodes)",
+                    o.node, config.nodes
+                )
+            })?;
+            clock_offsets[i] = o.nanos;
+        }
         let demo = Demo {
             pods: config.pods,
             namespace: config.namespace.clone(),
             labels: config.labels.clone(),
             git_version: objects::str_at(&version, "/gitVersion").to_string(),
             seed: rng.next_u64(),
+            network,
         };
         if let Some(level) = &config.pod_security {
             if level != "baseline" && level != "restricted" && level != "privileged" {
@@ -193,8 +240,36 @@ impl TestCluster {
             token: token.clone(),
             version,
             address: addr.to_string(),
-            kubelet: Arc::new(kubelet::Kubelet::new(addr.port())),
+            kubelet: Arc::new(kubelet::Kubelet::new(
+                addr.port(),
+                kubelet::KubeletConfig {
+                    nodes: config.nodes,
+                    prefix_len: network.prefix(),
+                    relist: config.relist_period,
+                    node_latency: config.node_latency,
+                    clock_offsets,
+                },
+            )),
         });
+        if !config.node_latency.is_zero() && (config.nodes < 2 || !shared.kubelet.netns_enabled) {
+            eprintln!(
+                "podcap-testcluster: WARNING: --node-latency delays traffic between the pods of \
+                 different nodes, in network namespaces: it needs --nodes 2 or more and root; \
+                 here it does nothing"
+            );
+        }
+        if shared.kubelet.netns_enabled {
+            let routed = nodes::routed_overlaps(&network);
+            if !routed.is_empty() {
+                eprintln!(
+                    "podcap-testcluster: WARNING: the pod network {} is already in use on this machine ({}): \
+                     the pods may not reach each other (another cluster's bridge, routes or firewall rules \
+                     for that range). Choose a free range with --pod-network-cidr.",
+                    network.cidr(),
+                    routed.join("; ")
+                );
+            }
+        }
         start_demo_network(&shared);
         scale::schedule(
             &shared,
@@ -268,7 +343,7 @@ fn start_demo_network(shared: &Arc<shared::Shared>) {
     if !shared.kubelet.netns_enabled {
         return;
     }
-    let pods: Vec<(String, String, String)> = shared
+    let pods: Vec<(String, String, String, usize)> = shared
         .lock()
         .list("pods", None)
         .into_iter()
@@ -277,13 +352,14 @@ fn start_demo_network(shared: &Arc<shared::Shared>) {
                 objects::str_at(p, "/metadata/namespace").to_string(),
                 objects::str_at(p, "/metadata/name").to_string(),
                 objects::str_at(p, "/status/podIP").to_string(),
+                shared.kubelet.node_of(p),
             )
         })
         .filter(|p| !p.2.is_empty())
         .collect();
     let netns: Vec<Option<String>> = pods
         .iter()
-        .map(|(ns, name, ip)| shared.kubelet.pod_netns(ns, name, ip))
+        .map(|(ns, name, ip, node)| shared.kubelet.pod_netns(ns, name, ip, *node))
         .collect();
     // Even-numbered pods serve HTTP (`python3 -m http.server 80`), odd-numbered ones curl every
     // server in a loop (a single pod curls itself); every pod also pings the next one.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use podcap_testcluster::nodes::ClockOffset;
 use podcap_testcluster::policy::Deny;
 use podcap_testcluster::scale;
 use podcap_testcluster::{parse_labels, Config, TestCluster};
@@ -71,6 +72,33 @@ struct Args {
     /// SECS after start, delete one demo pod (Terminating, then gone). Repeatable.
     #[arg(long, value_name = "SECS")]
     delete_pod_after: Vec<String>,
+    /// Emulate N nodes (node-1…node-N, each with its own hostIP, pod CIDR block and, as root,
+    /// bridge); the demo pods are spread over them in turn, created pods go to the emptiest.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nodes: usize,
+    /// The pod network (IPv4), split into one block per node (a /24 each when it fits).
+    #[arg(long, value_name = "CIDR", default_value = podcap_testcluster::nodes::DEFAULT_POD_NETWORK)]
+    pod_network_cidr: String,
+    /// NODE's clock is off by ±DURATION (e.g. `node-2=+40ms`): every timestamp a capture in
+    /// its pods produces is shifted by it. Repeatable.
+    #[arg(long, value_name = "NODE=±DURATION", allow_hyphen_values = true)]
+    clock_offset: Vec<String>,
+    /// One-way delay between pods on different nodes (as root), e.g. `20ms`.
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    node_latency: String,
+    /// The kubelet's relist period: a container's start and end are reported at the next
+    /// relist (plus ~50 ms of pod sync), as a real kubelet's PLEG does; `0` reports at once.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    relist_period: String,
+}
+
+/// `--node-latency 20ms` → a Duration (`what` names the option in errors).
+fn duration_arg(what: &str, s: &str) -> Result<std::time::Duration, String> {
+    let ns = podcap_testcluster::nodes::parse_duration_ns(s)
+        .map_err(|e| format!("{what} {s:?}: {e}"))?;
+    u64::try_from(ns)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("{what} {s:?} is too long"))
 }
 
 #[tokio::main]
@@ -120,6 +148,15 @@ async fn run(args: Args) -> Result<(), String> {
             .iter()
             .map(|s| scale::parse_secs(s))
             .collect::<Result<_, _>>()?,
+        nodes: args.nodes,
+        pod_network: args.pod_network_cidr,
+        clock_offsets: args
+            .clock_offset
+            .iter()
+            .map(|s| ClockOffset::parse(s))
+            .collect::<Result<_, _>>()?,
+        node_latency: duration_arg("--node-latency", &args.node_latency)?,
+        relist_period: duration_arg("--relist-period", &args.relist_period)?,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -135,10 +172,13 @@ async fn run(args: Args) -> Result<(), String> {
     std::fs::rename(&tmp, &args.kubeconfig)
         .map_err(|e| format!("rename to {}: {e}", args.kubeconfig.display()))?;
     eprintln!(
-        "podcap-testcluster: serving {} ({} pods in {}), kubeconfig {}",
+        "podcap-testcluster: serving {} ({} pods in {} on {} node{}, pod network {}), kubeconfig {}",
         cluster.server_url(),
         config.pods,
         config.namespace,
+        config.nodes,
+        if config.nodes == 1 { "" } else { "s" },
+        config.pod_network,
         args.kubeconfig.display()
     );
     {

@@ -6,10 +6,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
-/// Node every demo pod runs on.
-pub const NODE_NAME: &str = "node-1";
-/// The node's (and so every pod's) hostIP. TEST-NET-1, never routable.
-pub const HOST_IP: &str = "192.0.2.10";
 /// Image of the demo pods' only container, `app`.
 pub const IMAGE: &str = "nginx:1.25";
 
@@ -128,6 +124,8 @@ pub struct Demo {
     pub git_version: String,
     /// RNG seed for names and uids.
     pub seed: u64,
+    /// The nodes' pod network (and so the number of nodes).
+    pub network: super::nodes::PodNetwork,
 }
 
 /// One change to an object, kept for watches.
@@ -165,8 +163,10 @@ pub struct State {
     pub history_limit: usize,
     /// Carries the latest resourceVersion; watches wait on it.
     pub changed: tokio::sync::watch::Sender<u64>,
-    /// Index of the next pod IP to hand out (10.244.i/250.i%250+2).
-    pub next_ip: usize,
+    /// The nodes' pod network.
+    pub network: super::nodes::PodNetwork,
+    /// Per node: index of the next pod IP to hand out in its block.
+    pub next_ip: Vec<usize>,
     /// Names, uids, container ids of created objects.
     pub rng: Rng,
 }
@@ -302,7 +302,8 @@ impl State {
             history_base: 0,
             history_limit: HISTORY_LIMIT,
             changed: tokio::sync::watch::channel(0).0,
-            next_ip: demo.pods,
+            network: demo.network,
+            next_ip: vec![0; demo.network.nodes()],
             rng: Rng::new(demo.seed ^ 0x5bd1_e995),
         };
         let mut rng = Rng::new(demo.seed);
@@ -336,21 +337,29 @@ impl State {
             );
         }
 
-        let meta = st.meta(&mut rng, NODE_NAME, None, &ts, json!({
-            "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
-        }));
-        st.insert("nodes", json!({
-            "kind": "Node", "apiVersion": "v1", "metadata": meta,
-            "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": ts, "lastTransitionTime": ts,
-                    "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
-                "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": NODE_NAME}],
-                "nodeInfo": {"kubeletVersion": demo.git_version, "kubeProxyVersion": demo.git_version,
-                    "operatingSystem": "linux", "architecture": "amd64",
-                    "containerRuntimeVersion": "containerd://1.7.0", "osImage": "podcap-testcluster", "kernelVersion": ""},
-            },
-        }));
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
+        for k in 0..demo.network.nodes() {
+            let name = super::nodes::node_name(k);
+            let host_ip = super::nodes::host_ip(k);
+            let cidr = demo.network.node_cidr(k);
+            let meta = st.meta(&mut rng, &name, None, &ts, json!({
+                "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+            }));
+            st.insert("nodes", json!({
+                "kind": "Node", "apiVersion": "v1", "metadata": meta,
+                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": ts, "lastTransitionTime": ts,
+                        "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+                    "addresses": [{"type": "InternalIP", "address": host_ip}, {"type": "Hostname", "address": name}],
+                    "nodeInfo": {"kubeletVersion": demo.git_version, "kubeProxyVersion": demo.git_version,
+                        "operatingSystem": "linux", "architecture": "amd64",
+                        "containerRuntimeVersion": "containerd://1.7.0", "osImage": "podcap-testcluster", "kernelVersion": kernel},
+                },
+            }));
+        }
 
         let labels = json!(demo.labels);
         let container = json!({
@@ -424,21 +433,25 @@ impl State {
 
         for i in 0..n {
             let name = format!("{rs_name}-{}", rng.string(SAFE, 5));
-            let ip = format!("10.244.{}.{}", i / 250, i % 250 + 2);
+            // Spread over the nodes in turn, as the scheduler spreads a ReplicaSet's pods.
+            let node = i % demo.network.nodes();
+            let ip = demo.network.pod_ip(node, st.next_ip[node]).to_string();
+            st.next_ip[node] += 1;
+            let host_ip = super::nodes::host_ip(node);
             let mut meta = st.meta(&mut rng, &name, Some(ns), &ts, json!(pod_labels));
             meta["generateName"] = json!(format!("{rs_name}-"));
             meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
                 "uid": rs_uid, "controller": true, "blockOwnerDeletion": true}]);
             let cid = format!("containerd://{}", rng.string(HEX, 64));
             let mut spec = pod_spec.clone();
-            spec["nodeName"] = json!(NODE_NAME);
+            spec["nodeName"] = json!(super::nodes::node_name(node));
             let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": ts});
             st.insert("pods", json!({
                 "kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec,
                 "status": {
                     "phase": "Running",
                     "conditions": [cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],
-                    "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}],
+                    "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
                     "podIP": ip, "podIPs": [{"ip": ip}], "startTime": ts,
                     "containerStatuses": [{"name": "app", "state": {"running": {"startedAt": ts}}, "lastState": {},
                         "ready": true, "restartCount": 0, "image": format!("docker.io/library/{IMAGE}"),
@@ -501,11 +514,39 @@ impl State {
         st
     }
 
-    /// A new pod IP (10.244.x.y), distinct from every one handed out before.
-    pub fn next_pod_ip(&mut self) -> String {
-        let i = self.next_ip;
-        self.next_ip += 1;
-        format!("10.244.{}.{}", i / 250, i % 250 + 2)
+    /// A new pod IP in node `node`'s (0-based) block: the next one not handed out before, or
+    /// once the block is used up, the next one no pod holds now.
+    pub fn next_pod_ip(&mut self, node: usize) -> String {
+        let node = node.min(self.next_ip.len().saturating_sub(1));
+        let in_use: std::collections::HashSet<String> = self
+            .list("pods", None)
+            .iter()
+            .map(|p| str_at(p, "/status/podIP").to_string())
+            .collect();
+        let mut ip = String::new();
+        for _ in 0..=self.network.capacity() {
+            ip = self.network.pod_ip(node, self.next_ip[node]).to_string();
+            self.next_ip[node] += 1;
+            if !in_use.contains(&ip) {
+                return ip;
+            }
+        }
+        tracing::warn!("node {}: every pod IP of its block is in use", node + 1);
+        ip
+    }
+
+    /// The node (0-based) a new pod is bound to: the one running the fewest pods (the first of
+    /// those), as the scheduler's spreading would choose.
+    pub fn pick_node(&self) -> usize {
+        let mut count = vec![0usize; self.network.nodes()];
+        for p in self.list("pods", None) {
+            if let Some(i) =
+                super::nodes::node_index(str_at(p, "/spec/nodeName"), self.network.nodes())
+            {
+                count[i] += 1;
+            }
+        }
+        (0..count.len()).min_by_key(|i| count[*i]).unwrap_or(0)
     }
 
     fn record(
@@ -693,6 +734,8 @@ mod tests {
             labels: [("app".to_string(), "mando".to_string())].into(),
             git_version: "v1.30.0".into(),
             seed: 7,
+            network: crate::nodes::PodNetwork::parse(crate::nodes::DEFAULT_POD_NETWORK, 2)
+                .expect("network"),
         };
         let st = State::new(&demo);
         let pods = st.list("pods", Some("shop"));
@@ -710,8 +753,12 @@ mod tests {
             );
         }
         let mut ips: Vec<&str> = pods.iter().map(|p| str_at(p, "/status/podIP")).collect();
+        ips.sort();
         ips.dedup();
-        assert_eq!(ips.len(), 3);
+        assert_eq!(ips, ["10.213.0.2", "10.213.0.3", "10.213.1.2"]);
+        let nodes: Vec<&str> = pods.iter().map(|p| str_at(p, "/spec/nodeName")).collect();
+        assert_eq!(nodes.iter().filter(|n| **n == "node-1").count(), 2);
+        assert_eq!(st.list("nodes", None).len(), 2);
         assert!(st.get("deployments", Some("shop"), "mando").is_some());
         assert!(st.get("services", Some("shop"), "mando").is_some());
         assert!(st.get("namespaces", None, "shop").is_some());

@@ -182,6 +182,48 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Applies `patch` to `target` as the request's media type says (strategic merge, JSON merge
+/// or JSON patch); Err: the answer for an unknown media type (415) or a failing JSON patch.
+pub fn apply(
+    content_type: &str,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), Box<super::respond::Resp>> {
+    use super::respond::{respond, status_body};
+    use hyper::StatusCode;
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let applied = match media {
+        "application/strategic-merge-patch+json" => {
+            strategic_merge_patch(target, patch);
+            Ok(())
+        }
+        "application/merge-patch+json" => {
+            merge_patch(target, patch);
+            Ok(())
+        }
+        "application/json-patch+json" => json_patch(target, patch),
+        _ => {
+            return Err(Box::new(respond(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/json",
+                status_body(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+                    None,
+                ),
+            )))
+        }
+    };
+    applied.map_err(|e| {
+        Box::new(respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            status_body(500, "InternalError", &e, None),
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,8 +88,18 @@ pub fn add_pod(shared: &Arc<Shared>, ns: &str) {
     let body = Bytes::from(body.to_string());
     let resp = write::create_pod(shared, ns, &body, "");
     tracing::info!("added a pod to {rs_name}: {:?}", resp.status());
+    // The status counters follow when the pod runs ([`pod_changed`]).
     set_replicas(shared, ns, 1);
-    follow_status(shared.clone(), ns.to_string(), STEP * 3);
+}
+
+/// A pod of namespace `ns` started running: the counters of the demo ReplicaSet (and its
+/// Deployment) follow if it is one of its pods.
+pub fn pod_changed(shared: &Shared, ns: &str, pod: &Value) {
+    let owned =
+        replicaset(shared, ns).is_some_and(|rs| owned_by(pod, str_at(&rs, "/metadata/uid")));
+    if owned {
+        update_status(shared, ns);
+    }
 }
 
 /// Deletes one demo pod (the first by name that is not already being deleted).

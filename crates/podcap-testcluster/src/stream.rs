@@ -148,6 +148,7 @@ pub fn handle(
     let shared = shared.clone();
     let (ns, pod_name) = (ns.to_string(), pod_name.to_string());
     let pod_ip = str_at(&pod, "/status/podIP").to_string();
+    let node = shared.kubelet.node_of(&pod);
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -158,8 +159,8 @@ pub fn handle(
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         if exec {
-            let netns = shared.kubelet.pod_netns(&ns, &pod_name, &pod_ip);
-            let env = super::write::pod_env(&shared, &pod_ip);
+            let netns = shared.kubelet.pod_netns(&ns, &pod_name, &pod_ip, node);
+            let env = super::write::pod_env(&shared, &pod);
             let spawned = shared
                 .kubelet
                 .spawn(netns.as_deref(), &env, &argv, want.stdin, false);

@@ -9,7 +9,8 @@
 //! exchanges over IPv4/TCP (handshake, a GET, a 200 response, FIN/ACK teardown; correct IP and
 //! TCP checksums, consistent seq/ack) between this pod's IP (`PODCAP_POD_IP`) and the other pods'
 //! (`PODCAP_PEER_IPS`, comma- or space-separated), about 33 packets/s, timestamped with the real
-//! time, each packet flushed as written. SIGTERM/SIGINT, a closed stdout or `-c N` end it with
+//! time (shifted by the node's `--clock-offset`, `PODCAP_CLOCK_OFFSET_NS`), each packet flushed
+//! as written. SIGTERM/SIGINT, a closed stdout or `-c N` end it with
 //! tcpdump's three count lines on stderr.
 
 use std::io::Write as _;
@@ -37,13 +38,19 @@ pub const DEFAULT_SNAPLEN: u32 = 262_144;
 const PACKET_INTERVAL: Duration = Duration::from_millis(30);
 
 /// When the process was started as the synthetic tcpdump, runs it and returns its exit code.
+/// (The clock-offset shim of [`super::offset`] is dispatched here too.)
 pub fn main_if_invoked() -> Option<std::process::ExitCode> {
     let mut args = std::env::args_os();
-    if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(ARG)) {
+    let first = args.nth(1)?;
+    let shim = if first == ARG {
+        run
+    } else if first == super::offset::ARG {
+        super::offset::run
+    } else {
         return None;
-    }
+    };
     let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-    Some(std::process::ExitCode::from(run(&args)))
+    Some(std::process::ExitCode::from(shim(&args)))
 }
 
 /// What the command line asked for.
@@ -509,11 +516,11 @@ pub fn run(args: &[String]) -> u8 {
     let own = ip_from_env(ENV_POD_IP)
         .into_iter()
         .next()
-        .unwrap_or(Ipv4Addr::new(10, 244, 0, 10));
+        .unwrap_or(Ipv4Addr::new(10, 213, 0, 10));
     let mut peers = ip_from_env(ENV_PEER_IPS);
     if peers.is_empty() {
         let o = own.octets();
-        peers.push(Ipv4Addr::new(10, 244, 0, if o[3] == 11 { 12 } else { 11 }));
+        peers.push(Ipv4Addr::new(10, 213, 0, if o[3] == 11 { 12 } else { 11 }));
     }
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -521,6 +528,7 @@ pub fn run(args: &[String]) -> u8 {
         ^ (u64::from(std::process::id()) << 20)
         ^ u64::from(u32::from(own));
     let mut traffic = Traffic::new(own, peers, seed);
+    let clock_offset = super::offset::offset_from_env();
     if opts.interface == "lo" {
         // `lo` sees the pod talking to itself.
         traffic.peers = vec![own];
@@ -556,9 +564,13 @@ pub fn run(args: &[String]) -> u8 {
         if STOP.load(Ordering::SeqCst) {
             break;
         }
-        let ts = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // The node's clock, off by its offset (`--clock-offset`).
+        let (secs, nanos) =
+            super::offset::shift(now.as_secs() as u32, now.subsec_nanos(), true, clock_offset);
+        let ts = Duration::new(u64::from(secs), nanos);
         let f = frame(lt, own, &traffic.next_packet());
         let rec = pcap_record(ts, opts.nano, opts.snaplen, &f);
         ok = out.write_all(&rec).and_then(|()| out.flush()).is_ok();

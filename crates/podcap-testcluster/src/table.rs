@@ -124,6 +124,11 @@ fn columns(resource: &str) -> Vec<Value> {
             col("Roles", "string", 0, "The roles of the node"),
             age,
             col("Version", "string", 0, "Kubelet Version reported by the node."),
+            col("Internal-IP", "string", 1, "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/concepts/nodes/node/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP)."),
+            col("External-IP", "string", 1, "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/concepts/nodes/node/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP)."),
+            col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+            col("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+            col("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
         ],
         _ => vec![name, age],
     }
@@ -266,6 +271,15 @@ fn cells(resource: &str, obj: &Value, age: String) -> Vec<Value> {
             json!(none),
             json!(age),
             json!(str_at(obj, "/status/nodeInfo/kubeletVersion")),
+            json!(obj
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .map_or(none, |x| str_at(x, "/address"))),
+            json!(none),
+            json!(str_at(obj, "/status/nodeInfo/osImage")),
+            json!(str_at(obj, "/status/nodeInfo/kernelVersion")),
+            json!(str_at(obj, "/status/nodeInfo/containerRuntimeVersion")),
         ],
         _ => vec![name, json!(age)],
     }

@@ -86,7 +86,14 @@ impl Filter {
                 ("DELETED", false, _) => continue,
                 (_, false, true) => "ADDED",
                 (_, true, true) => "MODIFIED",
-                (_, true, false) => "DELETED",
+                (_, true, false) => {
+                    // It left the selection: the object as it was (it matched then), with the
+                    // change's resourceVersion, as the real watch cache sends it.
+                    let mut was = e.old.clone().unwrap_or_else(|| e.new.clone());
+                    was["metadata"]["resourceVersion"] = json!(e.rv.to_string());
+                    out.push(self.line("DELETED", &was, e.rv));
+                    continue;
+                }
                 (_, false, false) => continue,
             };
             out.push(self.line(kind, &e.new, e.rv));
