@@ -174,7 +174,12 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Start
     // pods are live sources: the watermark rule, never the exact one
     cfg.window.get_or_insert(crate::merge::DEFAULT_WINDOW);
     // a filter tcpdump refuses is refused before any pod is touched (docs/design.md §10)
-    match precheck::check_filter(&opts.interface, &opts.filter) {
+    let checked = precheck::check_filter(&opts.interface, &opts.filter);
+    // what the local check cannot vouch for is checked on a probe pod first: a named
+    // interface (a pod may lack it) or a filter no local tcpdump compiled (`any` exists in
+    // every pod)
+    let probe = !(checked == FilterCheck::Accepted && opts.interface == "any");
+    match checked {
         FilterCheck::Accepted => {}
         FilterCheck::Refused(why) => {
             return Err(StartError::Capture(format!(
@@ -221,6 +226,7 @@ pub fn run_pods(opts: PodOptions, mut cfg: EngineConfig) -> Result<Report, Start
             running,
             names,
             shared,
+            probe,
         )
     })?;
     let verdict = std::mem::take(
@@ -434,6 +440,7 @@ async fn follow(
     initial: usize,
     mut expected_names: HashSet<String>,
     verdict: Arc<std::sync::Mutex<RunVerdict>>,
+    probe: bool,
 ) -> Option<String> {
     let api = sel.api(&client);
     let mut cfg = watcher::Config::default();
@@ -459,7 +466,7 @@ async fn follow(
     // pods captured (or being captured) in this run, by UID: never a second time
     let mut seen: HashSet<String> = HashSet::new();
     let mut active: Active = HashMap::new();
-    let mut gate = Gate::Unprobed;
+    let mut gate = if probe { Gate::Unprobed } else { Gate::Open };
     // pods found while the probe runs, started once it listens
     let mut held: Vec<Pod> = Vec::new();
     // pods over --max-pods, captured when a capture ends and makes room
