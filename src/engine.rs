@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub progress: bool,
     /// Print per-source errors as they happen.
     pub report_errors: bool,
+    /// Packet identity across sources (`None`: `--no-link`); see [`crate::link`].
+    pub link: Option<crate::link::LinkConfig>,
 }
 
 impl EngineConfig {
@@ -51,6 +53,7 @@ impl EngineConfig {
             flush_interval: Duration::from_millis(25),
             progress: false,
             report_errors: true,
+            link: Some(crate::link::LinkConfig::default()),
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Report {
     pub output_error: Option<String>,
     /// The run itself failed outside any source (e.g. the API server stayed unreachable).
     pub run_error: Option<String>,
+    /// What packet identity found (copies linked or dropped, latency).
+    pub link: Option<podcap_identity::report::LinkSummary>,
 }
 
 impl Report {
@@ -88,6 +93,10 @@ impl Report {
         }
         if self.files.len() > 1 {
             extra.push(format!("{} files written", self.files.len()));
+        }
+        if let Some(l) = &self.link {
+            let names: Vec<String> = self.sources.iter().map(|s| s.name.clone()).collect();
+            extra.extend(l.lines(&names));
         }
         summary(&self.sources, &extra)
     }
@@ -112,6 +121,7 @@ struct Engine {
     written: u64,
     started: Instant,
     report: Report,
+    link: Option<crate::link::Stage>,
 }
 
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -200,13 +210,22 @@ impl Engine {
         }
     }
 
-    fn write(&mut self, idx: usize, rec: podcap_format::Record) -> io::Result<()> {
+    fn write(&mut self, idx: usize, mut rec: podcap_format::Record) -> io::Result<()> {
         let is_packet = matches!(rec, podcap_format::Record::Packet(_));
         if is_packet && self.cfg.count.is_some_and(|c| self.written >= c) {
             // -c N: exactly N packets; what sources still send after that is not written
             self.written_one(idx);
             return Ok(());
         }
+        // packet identity: a transform between the merge and the encoder
+        let packet_id = match self.link.as_mut().map(|l| l.pass(idx, &mut rec)) {
+            Some(crate::link::Pass::Drop) => {
+                self.written_one(idx);
+                return Ok(());
+            }
+            Some(crate::link::Pass::Write(id)) => id,
+            None => None,
+        };
         if is_packet {
             if let Some(ring) = &mut self.sink.ring {
                 if ring.due(self.output.position()) {
@@ -214,7 +233,7 @@ impl Engine {
                 }
             }
         }
-        self.output.write(idx, rec)?;
+        self.output.write_with_id(idx, rec, packet_id)?;
         self.written_one(idx);
         if is_packet {
             self.written += 1;
@@ -379,7 +398,7 @@ impl Engine {
 /// report; an output that cannot be opened is an error, a failing output is in the report.
 pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<Report> {
     let (out, sink) = Sink::open(&cfg.target)?;
-    let output = Output::new(out)?;
+    let output = Output::with_comment(out, crate::link::Stage::comment(cfg.link.as_ref()))?;
     let mut engine = Engine {
         progress: Progress::new(cfg.progress),
         cfg,
@@ -393,7 +412,9 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         written: 0,
         started: Instant::now(),
         report: Report::default(),
+        link: None,
     };
+    engine.link = engine.cfg.link.as_ref().map(crate::link::Stage::new);
     if let Some(w) = engine.cfg.window {
         engine.merger = Merger::with_window(w);
     }
@@ -412,9 +433,16 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         sink,
         status,
         mut report,
+        link,
         ..
     } = engine;
     report.sources = status;
+    let link_error = link.map(|l| {
+        let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
+        let (summary, err) = l.finish(&names);
+        report.link = Some(summary);
+        err
+    });
     let finished = match result {
         Ok(()) => output.finish().and_then(FileOut::close),
         Err(e) => {
@@ -444,6 +472,9 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
             };
             report.output_error = Some(what);
         }
+    }
+    if let Some(Some(e)) = link_error {
+        report.output_error.get_or_insert(e);
     }
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! The one validated description of a run, built from the command line in one place with
 //! every check that relates flags to each other (and to the terminal and the file system).
 
-use super::defs::{Cli, Command, DemoArgs, LiveArgs, MergeArgs, OutputArgs};
+use super::defs::{Cli, Command, DemoArgs, LinkArgs, LiveArgs, MergeArgs, OutputArgs};
 use super::duration::{parse_duration, Time};
 use super::messages as msg;
 use crate::engine::EngineConfig;
@@ -76,7 +76,8 @@ fn merge(args: MergeArgs) -> Result<Run, StartError> {
     if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
         return Err(StartError::Usage(msg::STDIN_TWICE.into()));
     }
-    let engine = engine_config(&args.out)?;
+    let mut engine = engine_config(&args.out)?;
+    engine.link = link_config(&args.link)?;
     refuse_overwriting_an_input(&args.out.write, &args.files)?;
     let mut names = args.names.into_iter();
     let inputs = args
@@ -119,6 +120,7 @@ fn local(args: LiveArgs) -> Result<Run, StartError> {
     }
     let mut engine = engine_config(&args.out)?;
     engine.window = Some(live_window(&args)?);
+    engine.link = link_config(&args.link)?;
     Ok(Run::Local {
         engine,
         quiet: args.out.quiet,
@@ -141,6 +143,7 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
         engine_config(&args.out)?
     };
     engine.window = Some(window);
+    engine.link = link_config(&args.link)?;
     let p = args.pods;
     let c = p.capture;
     let mut max_duration =
@@ -248,6 +251,22 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, StartError> {
     }
     cfg.progress = !o.quiet;
     Ok(cfg)
+}
+
+/// `--dedup`, `--latency-report FILE`, `--no-link`.
+fn link_config(a: &LinkArgs) -> Result<Option<crate::link::LinkConfig>, StartError> {
+    if a.no_link {
+        return Ok(None);
+    }
+    if let Some(path) = &a.latency_report {
+        podcap_identity::report::ReportFormat::of(path)?;
+    }
+    let mut cfg = crate::link::LinkConfig {
+        latency_report: a.latency_report.clone(),
+        ..Default::default()
+    };
+    cfg.options.dedup = a.dedup;
+    Ok(Some(cfg))
 }
 
 fn count(v: &str) -> Option<u64> {

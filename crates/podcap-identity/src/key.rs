@@ -132,12 +132,18 @@ pub struct Identity {
     pub dst: Endpoint,
     /// From the link layer (SLL/SLL2 packet type), when it says.
     pub direction: Option<Direction>,
+    /// The link layer says the packet was for another host (`PACKET_OTHERHOST`: a bridge
+    /// flooded it to this pod too): a third copy, neither the sender's nor the receiver's.
+    pub overheard: bool,
 }
 
 /// How many payload bytes the hash of a whole-matched packet covers.
 const PAYLOAD_HASH_LEN: usize = 64;
 /// How many payload bytes the head hash of a TCP data segment covers.
 const HEAD_HASH_LEN: usize = 16;
+
+/// Linux `PACKET_OTHERHOST`: a frame for another host.
+const PACKET_OTHERHOST: u16 = 3;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -148,6 +154,7 @@ const TCP_CWR: u8 = 0x80;
 /// The identity of a packet of link type `link_type`, or `None` when it is not IP or its
 /// headers cannot be parsed.
 pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
+    let mut overheard = false;
     let (direction, sliced) = match link_type {
         LINKTYPE_ETHERNET => (None, LaxSlicedPacket::from_ethernet(data).ok()?),
         LINKTYPE_LINUX_SLL => {
@@ -165,6 +172,7 @@ pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
                 ),
                 Err(_) => return None,
             };
+            overheard = packet_type == PACKET_OTHERHOST;
             (
                 Direction::from_sll_packet_type(packet_type),
                 LaxSlicedPacket::from_ether_type(ether_type, payload),
@@ -177,6 +185,7 @@ pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
                 return None;
             }
             let ether_type = EtherType(u16::from_be_bytes([data[0], data[1]]));
+            overheard = u16::from(data[10]) == PACKET_OTHERHOST;
             (
                 Direction::from_sll_packet_type(u16::from(data[10])),
                 LaxSlicedPacket::from_ether_type(ether_type, &data[20..]),
@@ -194,6 +203,7 @@ pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
     };
     let mut id = from_sliced(&sliced)?;
     id.direction = direction;
+    id.overheard = overheard;
     Some(id)
 }
 
@@ -321,6 +331,7 @@ fn from_sliced(p: &LaxSlicedPacket<'_>) -> Option<Identity> {
         src,
         dst,
         direction: None,
+        overheard: false,
     })
 }
 

@@ -17,7 +17,9 @@
 //! of one offloaded segment). IPv4 identifications must be consistent: equal at equal starts,
 //! and rising by at most one per 256 bytes of offset (the pieces of one offloaded segment
 //! count up from the segment's identification, or keep it). The oldest eligible candidate
-//! wins: copies of a packet arrive in the order they were sent.
+//! wins: copies of a packet arrive in the order they were sent. An overheard copy (a frame a
+//! bridge flooded to a third pod) links to the oldest usable copy without claiming it, and is
+//! itself never a candidate.
 //!
 //! Entries leave the ring when they are older than the window (packet time) or when the ring
 //! holds `capacity` entries or the index `2 × capacity` keys; a slot that is full forgets its
@@ -46,6 +48,8 @@ pub const SMALL_SEGMENT: u32 = 1460;
 /// Segments walked at most to check that another source had every byte of a copy.
 const MAX_WALK: usize = 64;
 const NO_ID: u32 = u32::MAX;
+/// `claimed` of an overheard copy: never a candidate.
+const OVERHEARD: u32 = u32::MAX;
 
 /// The matcher's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,8 +330,10 @@ impl Matcher {
     fn candidate(&self, o: &Offer<'_>) -> Option<u32> {
         let id = o.identity;
         let me = o.source + 1;
+        let free = |e: &Entry| e.claimed == 0 || o.identity.overheard;
         let usable = |e: &Entry| {
-            e.source != o.source
+            e.claimed != OVERHEARD
+                && e.source != o.source
                 && e.ts.abs_diff(o.ts) <= self.cfg.window_ns
                 && (e.src == id.src || e.dst == id.dst)
         };
@@ -336,7 +342,7 @@ impl Matcher {
                 let slot = self.index.get(&k)?;
                 slot.get().iter().copied().find(|&s| {
                     self.entry(s).is_some_and(|e| {
-                        !e.bytes && e.k == k && e.claimed == 0 && e.ip_id == ip(id) && usable(e)
+                        !e.bytes && e.k == k && free(e) && e.ip_id == ip(id) && usable(e)
                     })
                 })
             }
@@ -346,7 +352,7 @@ impl Matcher {
                 .holding(group, start)
                 .find(|(_, e)| {
                     usable(e)
-                        && (e.claimed == 0
+                        && (free(e)
                             || (e.claimed == me && start.wrapping_sub(e.claimed_end) < 1 << 31))
                         && (e.start != start || e.head == head)
                         && ids_consistent(e.ip_id, ip(id), start.wrapping_sub(e.start))
@@ -391,6 +397,7 @@ impl Matcher {
                 entry.bytes = true;
             }
         }
+        let overheard = id.overheard;
         let result = match found {
             None => {
                 entry.packet_id = self.next_id;
@@ -400,11 +407,13 @@ impl Matcher {
             Some(serial) => {
                 let off = serial.wrapping_sub(self.head) as usize;
                 let e = &mut self.ring[off];
-                let first = e.claimed == 0;
-                e.claimed = o.source + 1;
+                let first = e.claimed == 0 && !overheard;
+                if !overheard {
+                    e.claimed = o.source + 1;
+                }
                 let last = entry.end.wrapping_sub(1);
                 let holds_last = e.contains(last);
-                if entry.bytes {
+                if entry.bytes && !overheard {
                     // claimed up to the end of this copy, within e
                     e.claimed_end = if holds_last { entry.end } else { e.end };
                 }
@@ -427,6 +436,9 @@ impl Matcher {
                 Found::Copy { earlier, covered }
             }
         };
+        if overheard {
+            entry.claimed = OVERHEARD;
+        }
         self.insert(entry);
         result
     }

@@ -167,6 +167,40 @@ fn a_real_retransmission_is_a_new_packet() {
 }
 
 #[test]
+fn a_copy_a_bridge_flooded_to_a_third_pod_shares_the_id_and_claims_nothing() {
+    let mut m = Matcher::new(MatchConfig::default());
+    let p = Pkt::tcp(1, 2, ACK | PSH, b"GET /");
+    let id = new_id(offer(&mut m, A, 100, &p));
+    let mut flooded = p.id(LINKTYPE_RAW, false);
+    flooded.overheard = true;
+    let f = m.offer(Offer {
+        source: 2,
+        ts: 110,
+        identity: &flooded,
+        direction: Some(Direction::Inbound),
+    });
+    assert!(
+        matches!(f, Found::Copy { earlier, covered: true } if earlier.packet_id == id && !earlier.first)
+    );
+    // the receiver's copy still links (and is the first real one)
+    match offer(&mut m, B, 120, &p) {
+        Found::Copy { earlier, .. } => assert!(earlier.packet_id == id && earlier.first),
+        other => panic!("{other:?}"),
+    }
+    // an overheard copy is never what a later copy links to
+    let q = Pkt::udp(b"only overheard");
+    let mut flooded = q.id(LINKTYPE_RAW, false);
+    flooded.overheard = true;
+    m.offer(Offer {
+        source: 2,
+        ts: 200,
+        identity: &flooded,
+        direction: None,
+    });
+    new_id(offer(&mut m, B, 210, &q));
+}
+
+#[test]
 fn copies_further_apart_than_the_window_are_not_linked() {
     let mut m = Matcher::new(MatchConfig {
         window_ns: 1_000,
