@@ -9,20 +9,11 @@ use podcap_identity::{LinkOptions, Linker, Verdict, DEDUP_COMMENT};
 use std::path::PathBuf;
 
 /// What the command line asks of the stage.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkConfig {
     pub options: LinkOptions,
     /// `--latency-report FILE` (CSV or JSON by its extension).
     pub latency_report: Option<PathBuf>,
-}
-
-impl Default for LinkConfig {
-    fn default() -> Self {
-        Self {
-            options: LinkOptions::default(),
-            latency_report: None,
-        }
-    }
 }
 
 /// The stage as the engine runs it.

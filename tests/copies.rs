@@ -30,7 +30,6 @@ struct Frame {
     iface: String,
     packet_id: Option<u64>,
     direction: Option<u32>,
-    ts: u64,
     /// ip.src, ip.dst, ip.id, tcp.srcport, tcp.dstport, tcp.seq_raw, tcp.ack_raw, tcp.len,
     /// tcp.flags, icmp.seq: what must be equal in two copies of one packet.
     what: Vec<String>,
@@ -42,7 +41,6 @@ fn frames(path: &Path) -> Vec<Frame> {
         "frame.interface_name",
         "frame.packet_id",
         "frame.packet_flags_direction",
-        "frame.time_epoch",
         "ip.src",
         "ip.dst",
         "ip.id",
@@ -80,8 +78,7 @@ fn frames(path: &Path) -> Vec<Frame> {
                 iface: v[1].to_string(),
                 packet_id: num(v[2]),
                 direction: num(v[3]).map(|d| d as u32),
-                ts: parse_epoch(v[4]).unwrap(),
-                what: v[5..].iter().map(|s| s.to_string()).collect(),
+                what: v[4..].iter().map(|s| s.to_string()).collect(),
             }
         })
         .collect()
@@ -398,7 +395,7 @@ fn local_captures_of_both_ends_linked_deduplicated_and_a_real_loss_still_flagged
     let lossy = dir.path().join("lossy.pcapng");
     run_with_loss(
         &mut cmd(&["--dedup"], &lossy),
-        &[net.b.clone()],
+        std::slice::from_ref(&net.b),
         8080,
         || std::fs::metadata(&lossy).is_ok_and(|m| m.len() > 2000),
     );

@@ -389,6 +389,43 @@ mod tests {
     }
 
     #[test]
+    fn copies_across_pods() {
+        let link = |args: &[&str]| match run(args) {
+            Ok(Run::Merge { engine, .. } | Run::Local { engine, .. }) => engine.link,
+            other => panic!("{other:?}"),
+        };
+        let l = link(&["merge", "a.pcap", "-w", "/dev/null"]).expect("linked by default");
+        assert!(!l.options.dedup && l.latency_report.is_none());
+        let l = link(&[
+            "--cmd",
+            "a=true",
+            "-w",
+            "/dev/null",
+            "--dedup",
+            "--latency-report",
+            "l.JSON",
+        ])
+        .unwrap();
+        assert!(l.options.dedup);
+        assert_eq!(l.latency_report, Some(PathBuf::from("l.JSON")));
+        assert_eq!(
+            link(&["merge", "a.pcap", "-w", "/dev/null", "--no-link"]),
+            None
+        );
+        let Err(e) = run(&[
+            "merge",
+            "a.pcap",
+            "-w",
+            "/dev/null",
+            "--latency-report",
+            "l.txt",
+        ]) else {
+            panic!()
+        };
+        assert!(e.to_string().contains(".csv or .json"), "{e}");
+    }
+
+    #[test]
     fn ring_options() {
         let mut r = RingOptions::default();
         ring_option(&mut r, "duration:1m").unwrap();
@@ -418,6 +455,23 @@ mod tests {
             ],
             &["-l", "app=x", "--max-duration", "5s", "--dry-run"],
             &["demo", "--duration", "0"],
+            &["merge", "a.pcap", "-w", "/dev/null", "--dedup", "--no-link"],
+            &[
+                "merge",
+                "a.pcap",
+                "-w",
+                "/dev/null",
+                "--latency-report",
+                "l.txt",
+            ],
+            &[
+                "--cmd",
+                "a=true",
+                "-w",
+                "/dev/null",
+                "--latency-report",
+                "l",
+            ],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

@@ -142,7 +142,7 @@ impl Pkt {
                 b.extend_from_slice(&dport.to_be_bytes());
                 b.extend_from_slice(&seq.to_be_bytes());
                 b.extend_from_slice(&ack.to_be_bytes());
-                b.push(((20 + options.len()) / 4 << 4) as u8);
+                b.push((((20 + options.len()) / 4) << 4) as u8);
                 b.push(*flags);
                 b.extend_from_slice(&window.to_be_bytes());
                 b.extend_from_slice(&[0xde, 0xad, 0, 0]); // checksum (junk), urgent pointer
@@ -194,7 +194,7 @@ impl Pkt {
             b.extend_from_slice(&[0x40, 0]); // DF
             b.push(self.ttl);
             b.push(self.proto_number());
-            b.extend_from_slice(&[0x55, u8::from(self.ttl)]); // checksum: not checked
+            b.extend_from_slice(&[0x55, self.ttl]); // checksum: not checked
             b.extend_from_slice(&self.src[12..]);
             b.extend_from_slice(&self.dst[12..]);
         }
