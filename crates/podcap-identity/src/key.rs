@@ -1,7 +1,7 @@
 //! Packet identity: what stays the same when one packet is captured twice, leaving the sender's
 //! pod and entering the receiver's.
 //!
-//! [`identify`] parses the link layer (Ethernet, Linux SLL and SLL2 — what `tcpdump -i any`
+//! [`identify`] parses the link layer (Ethernet with VLAN tags, Linux SLL and SLL2 — what `tcpdump -i any`
 //! writes —, raw IPv4/IPv6, BSD loopback/null) and IPv4/IPv6 → TCP/UDP/ICMP with etherparse,
 //! and returns a compact [`Key`] built only from fields that do not change in flight:
 //!
@@ -25,7 +25,10 @@
 //!
 //! Packets that are not IP, or whose headers cannot be parsed, have no identity.
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinuxSllSlice, TransportSlice};
+use etherparse::{
+    EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, LaxIpv6Slice, LinuxSllSlice,
+    SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+};
 use std::net::IpAddr;
 
 pub const LINKTYPE_NULL: u16 = 0;
@@ -155,8 +158,22 @@ const TCP_CWR: u8 = 0x80;
 /// headers cannot be parsed.
 pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
     let mut overheard = false;
-    let (direction, sliced) = match link_type {
-        LINKTYPE_ETHERNET => (None, LaxSlicedPacket::from_ethernet(data).ok()?),
+    let (direction, l3) = match link_type {
+        LINKTYPE_ETHERNET => {
+            let eth = Ethernet2HeaderSlice::from_slice(data).ok()?;
+            let mut ether_type = eth.ether_type();
+            let mut rest = &data[eth.slice().len()..];
+            // up to two VLAN tags (802.1Q, 802.1ad)
+            for _ in 0..2 {
+                if !matches!(ether_type.0, 0x8100 | 0x88a8 | 0x9100) {
+                    break;
+                }
+                let vlan = SingleVlanHeaderSlice::from_slice(rest).ok()?;
+                ether_type = vlan.ether_type();
+                rest = &rest[vlan.slice().len()..];
+            }
+            (None, ip_payload(ether_type, rest)?)
+        }
         LINKTYPE_LINUX_SLL => {
             let (packet_type, ether_type, payload) = match LinuxSllSlice::from_slice(data) {
                 Ok(s) => (
@@ -175,7 +192,7 @@ pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
             overheard = packet_type == PACKET_OTHERHOST;
             (
                 Direction::from_sll_packet_type(packet_type),
-                LaxSlicedPacket::from_ether_type(ether_type, payload),
+                ip_payload(ether_type, payload)?,
             )
         }
         LINKTYPE_LINUX_SLL2 => {
@@ -188,86 +205,140 @@ pub fn identify(link_type: u16, data: &[u8]) -> Option<Identity> {
             overheard = u16::from(data[10]) == PACKET_OTHERHOST;
             (
                 Direction::from_sll_packet_type(u16::from(data[10])),
-                LaxSlicedPacket::from_ether_type(ether_type, &data[20..]),
+                ip_payload(ether_type, &data[20..])?,
             )
         }
         LINKTYPE_RAW | LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_IPV4 | LINKTYPE_IPV6 => {
-            (None, LaxSlicedPacket::from_ip(data).ok()?)
+            (None, data)
         }
-        LINKTYPE_NULL | LINKTYPE_LOOP => {
-            // a 4-byte address family (host byte order of the capturing machine for NULL,
-            // network order for LOOP); the IP version nibble tells the rest
-            (None, LaxSlicedPacket::from_ip(data.get(4..)?).ok()?)
-        }
+        // a 4-byte address family (host byte order of the capturing machine for NULL, network
+        // order for LOOP); the IP version nibble tells the rest
+        LINKTYPE_NULL | LINKTYPE_LOOP => (None, data.get(4..)?),
         _ => return None,
     };
-    let mut id = from_sliced(&sliced)?;
+    let mut id = match l3.first()? >> 4 {
+        4 => ipv4(l3)?,
+        6 => ipv6(l3)?,
+        _ => return None,
+    };
     id.direction = direction;
     id.overheard = overheard;
     Some(id)
 }
 
-fn from_sliced(p: &LaxSlicedPacket<'_>) -> Option<Identity> {
-    let mut h = Hasher::new();
-    let (src, dst, ip_id, flow, payload, fragmented, l4_len) = match p.net.as_ref()? {
-        LaxNetSlice::Ipv4(ip) => {
-            let hd = ip.header();
-            let pl = ip.payload();
-            let off = pl.payload.as_ptr() as usize - hd.slice().as_ptr() as usize;
-            let l4_len = claimed_len(pl, usize::from(hd.total_len()), off);
-            let frag = hd.is_fragmenting_payload();
-            if frag {
-                h.u64(
-                    u64::from(hd.fragments_offset().value()) << 1 | u64::from(hd.more_fragments()),
-                );
-            }
-            (
-                IpAddr::V4(hd.source_addr()),
-                IpAddr::V4(hd.destination_addr()),
-                Some(hd.identification()),
-                0u32,
-                pl,
-                frag,
-                l4_len,
-            )
-        }
-        LaxNetSlice::Ipv6(ip) => {
-            let hd = ip.header();
-            let pl = ip.payload();
-            let off = pl.payload.as_ptr() as usize - hd.slice().as_ptr() as usize;
-            let l4_len = claimed_len(pl, 40 + usize::from(hd.payload_length()), off);
-            (
-                IpAddr::V6(hd.source_addr()),
-                IpAddr::V6(hd.destination_addr()),
-                None,
-                hd.flow_label().value(),
-                pl,
-                pl.fragmented,
-                l4_len,
-            )
-        }
-        LaxNetSlice::Arp(_) => return None,
-    };
-    let proto = pl_proto(payload);
-    h.u64(u64::from(proto) << 32 | u64::from(flow));
-    let id_word = ip_id.map_or(1 << 16, u64::from);
-    let mut src = Endpoint { addr: src, port: 0 };
-    let mut dst = Endpoint { addr: dst, port: 0 };
-    let transport = if fragmented {
-        None
+fn ip_payload(ether_type: EtherType, rest: &[u8]) -> Option<&[u8]> {
+    (ether_type == EtherType::IPV4 || ether_type == EtherType::IPV6).then_some(rest)
+}
+
+/// What the network layer tells the transport layer.
+struct Net<'a> {
+    h: Hasher,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ip_id: Option<u16>,
+    fragmented: bool,
+    /// The transport layer as captured (cut at the length the IP header claims).
+    l4: &'a [u8],
+    /// Its length as the IP header claims it (the capture may be cut short by the snap
+    /// length; or what was captured when the header's length is unusable: 0 for a
+    /// segmentation-offload packet larger than 64 KiB).
+    l4_len: usize,
+}
+
+fn ipv4(l3: &[u8]) -> Option<Identity> {
+    let hd = Ipv4HeaderSlice::from_slice(l3).ok()?;
+    let hl = hd.slice().len();
+    let total = usize::from(hd.total_len());
+    let (l4, l4_len) = if total <= hl {
+        (&l3[hl..], l3.len() - hl)
     } else {
-        p.transport.as_ref()
+        (&l3[hl..total.min(l3.len())], total - hl)
     };
-    let key = match transport {
-        Some(TransportSlice::Tcp(tcp)) => {
+    let fragmented = hd.is_fragmenting_payload();
+    let mut h = Hasher::new();
+    if fragmented {
+        h.u64(u64::from(hd.fragments_offset().value()) << 1 | u64::from(hd.more_fragments()));
+    }
+    transport(
+        Net {
+            h,
+            proto: hd.protocol().0,
+            src: IpAddr::V4(hd.source_addr()),
+            dst: IpAddr::V4(hd.destination_addr()),
+            ip_id: Some(hd.identification()),
+            fragmented,
+            l4,
+            l4_len,
+        },
+        0,
+    )
+}
+
+fn ipv6(l3: &[u8]) -> Option<Identity> {
+    let (ip, _) = LaxIpv6Slice::from_slice(l3).ok()?;
+    let hd = ip.header();
+    let pl = ip.payload();
+    let offset = pl.payload.as_ptr() as usize - hd.slice().as_ptr() as usize;
+    let total = 40 + usize::from(hd.payload_length());
+    let l4_len = if pl.incomplete && total > offset {
+        total - offset
+    } else {
+        pl.payload.len()
+    };
+    transport(
+        Net {
+            h: Hasher::new(),
+            proto: pl.ip_number.0,
+            src: IpAddr::V6(hd.source_addr()),
+            dst: IpAddr::V6(hd.destination_addr()),
+            ip_id: None,
+            fragmented: pl.fragmented,
+            l4: pl.payload,
+            l4_len,
+        },
+        hd.flow_label().value(),
+    )
+}
+
+fn transport(n: Net<'_>, flow: u32) -> Option<Identity> {
+    let Net {
+        mut h,
+        proto,
+        ip_id,
+        l4,
+        l4_len,
+        ..
+    } = n;
+    let mut src = Endpoint {
+        addr: n.src,
+        port: 0,
+    };
+    let mut dst = Endpoint {
+        addr: n.dst,
+        port: 0,
+    };
+    let id_word = ip_id.map_or(1 << 16, u64::from);
+    h.u64(u64::from(proto) << 32 | u64::from(flow));
+    let hash_payload = |h: &mut Hasher, pl: &[u8]| h.bytes(&pl[..pl.len().min(PAYLOAD_HASH_LEN)]);
+    let whole = !n.fragmented;
+    let tcp = (whole && proto == 6)
+        .then(|| TcpHeaderSlice::from_slice(l4).ok())
+        .flatten();
+    let udp = (whole && proto == 17)
+        .then(|| UdpHeaderSlice::from_slice(l4).ok())
+        .flatten();
+    let key = match (tcp, udp) {
+        (Some(tcp), _) => {
+            let hdr = tcp.slice();
             src.port = tcp.source_port();
             dst.port = tcp.destination_port();
-            let hdr = tcp.header_slice();
             let flags = hdr[13];
             let data_len = l4_len.saturating_sub(hdr.len()) as u32;
             let seq = tcp.sequence_number();
             let ack = tcp.acknowledgment_number();
             let window = u64::from(tcp.window_size());
+            let payload = &l4[hdr.len()..];
             if data_len > 0 && flags & (TCP_SYN | TCP_RST) == 0 {
                 h.u64(
                     u64::from(ack) << 32
@@ -276,7 +347,7 @@ fn from_sliced(p: &LaxSlicedPacket<'_>) -> Option<Identity> {
                 );
                 h.bytes(tcp.options());
                 let mut head = Hasher::new();
-                head.bytes(&tcp.payload()[..tcp.payload().len().min(HEAD_HASH_LEN)]);
+                head.bytes(&payload[..payload.len().min(HEAD_HASH_LEN)]);
                 Key::Bytes {
                     group: h.finish(),
                     start: seq,
@@ -285,43 +356,37 @@ fn from_sliced(p: &LaxSlicedPacket<'_>) -> Option<Identity> {
                 }
             } else {
                 h.u64(u64::from(seq) << 32 | u64::from(ack));
-                h.u64(id_word << 32 | window << 8 | u64::from(flags));
-                h.u64(u64::from(data_len));
+                h.u64(id_word << 40 | window << 24 | u64::from(flags) << 16 | u64::from(data_len));
                 if flags & TCP_SYN == 0 {
                     // (a SYN's MSS option may be clamped on the way)
                     h.bytes(tcp.options());
                 }
-                h.bytes(&tcp.payload()[..tcp.payload().len().min(PAYLOAD_HASH_LEN)]);
+                hash_payload(&mut h, payload);
                 Key::Whole(h.finish())
             }
         }
-        Some(TransportSlice::Udp(udp)) => {
+        (_, Some(udp)) => {
             src.port = udp.source_port();
             dst.port = udp.destination_port();
+            let len = usize::from(udp.length()).clamp(8, l4.len());
             h.u64(id_word << 32 | u64::from(udp.length()));
-            let pl = udp.payload();
-            h.bytes(&pl[..pl.len().min(PAYLOAD_HASH_LEN)]);
+            hash_payload(&mut h, &l4[8..len]);
             Key::Whole(h.finish())
         }
-        Some(TransportSlice::Icmpv4(icmp)) => {
-            h.u64(id_word << 32 | u64::from(icmp.type_u8()) << 8 | u64::from(icmp.code_u8()));
-            h.u64(u64::from(u32::from_be_bytes(icmp.bytes5to8())) << 32 | l4_len as u64);
-            let pl = icmp.payload();
-            h.bytes(&pl[..pl.len().min(PAYLOAD_HASH_LEN)]);
+        _ if whole && matches!(proto, 1 | 58) && l4.len() >= 8 => {
+            // ICMP and ICMPv6: type, code, then identifier and sequence (echo) or the like
+            let id_word = if proto == 1 { id_word } else { 0 };
+            h.u64(id_word << 32 | u64::from(l4[0]) << 8 | u64::from(l4[1]));
+            h.u64(
+                u64::from(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]])) << 32 | l4_len as u64,
+            );
+            hash_payload(&mut h, &l4[8..]);
             Key::Whole(h.finish())
         }
-        Some(TransportSlice::Icmpv6(icmp)) => {
-            h.u64(u64::from(icmp.type_u8()) << 8 | u64::from(icmp.code_u8()));
-            h.u64(u64::from(u32::from_be_bytes(icmp.bytes5to8())) << 32 | l4_len as u64);
-            let pl = icmp.payload();
-            h.bytes(&pl[..pl.len().min(PAYLOAD_HASH_LEN)]);
-            Key::Whole(h.finish())
-        }
-        // fragments, other protocols, transport headers that do not parse
+        // fragments, other protocols, transport headers that do not fit
         _ => {
             h.u64(id_word << 32 | l4_len as u64);
-            let pl = payload.payload;
-            h.bytes(&pl[..pl.len().min(PAYLOAD_HASH_LEN)]);
+            hash_payload(&mut h, l4);
             Key::Whole(h.finish())
         }
     };
@@ -333,21 +398,6 @@ fn from_sliced(p: &LaxSlicedPacket<'_>) -> Option<Identity> {
         direction: None,
         overheard: false,
     })
-}
-
-fn pl_proto(pl: &etherparse::LaxIpPayloadSlice<'_>) -> u8 {
-    pl.ip_number.0
-}
-
-/// The length of the transport layer as the IP header claims it (the capture may be cut short
-/// by the snap length), or what was captured when the header's length is unusable (0 for a
-/// segmentation-offload packet larger than 64 KiB).
-fn claimed_len(pl: &etherparse::LaxIpPayloadSlice<'_>, total: usize, offset: usize) -> usize {
-    if pl.incomplete && total > offset {
-        total - offset
-    } else {
-        pl.payload.len()
-    }
 }
 
 /// A small, fast 64-bit hash (folded multiply). Not for adversarial input: a collision only

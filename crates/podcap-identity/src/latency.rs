@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 /// Sub-buckets per power of two.
 const SUB_BITS: u32 = 6;
 
-/// A signed log-linear histogram of nanoseconds.
+/// A signed log-linear histogram of nanoseconds: counts per bucket key, densely from the
+/// lowest key seen to the highest (values cluster: a few powers of two, a few hundred buckets).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Histogram {
-    buckets: BTreeMap<i32, u64>,
+    /// Key of `counts[0]`.
+    lo: i32,
+    counts: Vec<u64>,
     count: u64,
     min: i64,
     max: i64,
@@ -44,7 +47,19 @@ impl Histogram {
     pub fn record(&mut self, ns: i64) {
         let b = magnitude_bucket(ns.unsigned_abs());
         let key = if ns < 0 { -b - 1 } else { b };
-        *self.buckets.entry(key).or_insert(0) += 1;
+        if self.counts.is_empty() {
+            self.lo = key;
+        }
+        if key < self.lo {
+            let grow = (self.lo - key) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.lo = key;
+        }
+        let i = (key - self.lo) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
         if self.count == 0 {
             self.min = ns;
             self.max = ns;
@@ -80,7 +95,8 @@ impl Histogram {
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0;
-        for (&k, &n) in &self.buckets {
+        for (i, &n) in self.counts.iter().enumerate() {
+            let k = self.lo + i as i32;
             seen += n;
             if seen >= rank {
                 let v = if k < 0 {
@@ -99,8 +115,36 @@ impl Histogram {
 #[derive(Clone, Debug, Default)]
 pub struct LatencyTable {
     pub pairs: BTreeMap<(usize, usize), Histogram>,
-    /// (as addressed, as delivered) → (sender source, receiver source, one-way times).
+    /// (as addressed, as delivered) → one-way times.
     pub services: BTreeMap<(Endpoint, Endpoint), Histogram>,
+    /// The pair recorded last and its histogram, kept out of the map while it is the current
+    /// one (a stream of packets is mostly one pair after another).
+    current: Option<((usize, usize), Histogram)>,
+}
+
+impl LatencyTable {
+    /// Records a one-way time of a packet `sender` → `receiver`.
+    pub fn record(&mut self, sender: usize, receiver: usize, ns: i64) {
+        let key = (sender, receiver);
+        match &mut self.current {
+            Some((k, h)) if *k == key => h.record(ns),
+            _ => {
+                if let Some((k, h)) = self.current.take() {
+                    self.pairs.insert(k, h);
+                }
+                let mut h = self.pairs.remove(&key).unwrap_or_default();
+                h.record(ns);
+                self.current = Some((key, h));
+            }
+        }
+    }
+
+    /// Puts the current pair back: [`LatencyTable::pairs`] is complete afterwards.
+    pub fn settle(&mut self) {
+        if let Some((k, h)) = self.current.take() {
+            self.pairs.insert(k, h);
+        }
+    }
 }
 
 /// Nanoseconds the way a person reads them: `812 ns`, `45.2 µs`, `1.31 ms`, `2.05 s`.
@@ -135,7 +179,7 @@ mod tests {
         assert_eq!(h.min(), 1000);
         assert_eq!(h.max(), 10_000_000);
         // ten thousand distinct values, 64 buckets per power of two they span
-        assert!(h.buckets.len() <= 64 * 14, "{}", h.buckets.len()); // 64 per power of two
+        assert!(h.counts.len() <= 64 * 14, "{}", h.counts.len()); // 64 per power of two
     }
 
     #[test]

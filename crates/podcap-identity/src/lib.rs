@@ -31,6 +31,9 @@ pub const DEDUP_COMMENT: &str = "De-duplicated by podcap-merge --dedup: a packet
      two sources (leaving the sender, entering the receiver) is written once, as the sender \
      captured it; the other copy is dropped.";
 
+/// Sources whose copies can be linked (the matcher stores a source in 16 bits).
+pub const MAX_SOURCES: usize = 65_000;
+
 /// How the linker works.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkOptions {
@@ -69,6 +72,8 @@ struct SourceState {
     /// Link type of each interface of the current section.
     link_types: Vec<u16>,
     dropped: u64,
+    /// The address last learned from this source's outgoing packets.
+    learned: Option<IpAddr>,
 }
 
 /// The transform stage: identity, matching, de-duplication, latency.
@@ -129,6 +134,9 @@ impl Linker {
                 let Some(&lt) = self.source(src).link_types.get(p.iface as usize) else {
                     return Verdict::Write(None);
                 };
+                if src >= MAX_SOURCES {
+                    return Verdict::Write(None);
+                }
                 let Some(id) = identify(lt, &p.data) else {
                     return Verdict::Write(None);
                 };
@@ -137,7 +145,11 @@ impl Linker {
                     .direction
                     .or_else(|| p.flags.and_then(Direction::from_epb_flags))
                     .or_else(|| self.owned_direction(src, &id.src, &id.dst));
-                if id.direction == Some(Direction::Outbound) && !id.src.addr.is_loopback() {
+                if id.direction == Some(Direction::Outbound)
+                    && self.sources[src].learned != Some(id.src.addr)
+                    && !id.src.addr.is_loopback()
+                {
+                    self.sources[src].learned = Some(id.src.addr);
                     self.owners.entry(id.src.addr).or_insert(src);
                 }
                 if let Some(d) = dir {
@@ -216,7 +228,9 @@ impl Linker {
     }
 
     fn owned_direction(&self, src: usize, from: &Endpoint, to: &Endpoint) -> Option<Direction> {
-        if self.owners.get(&from.addr) == Some(&src) {
+        if self.owners.is_empty() {
+            None
+        } else if self.owners.get(&from.addr) == Some(&src) {
             Some(Direction::Outbound)
         } else if self.owners.get(&to.addr) == Some(&src) {
             Some(Direction::Inbound)
@@ -259,11 +273,7 @@ impl Linker {
         received: (Endpoint, Endpoint),
     ) {
         let one_way = pair.receiver_ts as i64 - pair.sender_ts as i64;
-        self.latency
-            .pairs
-            .entry((pair.sender, pair.receiver))
-            .or_default()
-            .record(one_way);
+        self.latency.record(pair.sender, pair.receiver, one_way);
         // one endpoint differs: a Service's address translated on the way
         let via = if sent.0 == received.0 && sent.1 != received.1 {
             Some((sent.1, received.1)) // request: addressed to the Service, delivered to a pod
@@ -281,7 +291,8 @@ impl Linker {
     }
 
     /// Ends the stage: what it found.
-    pub fn finish(self) -> report::LinkSummary {
+    pub fn finish(mut self) -> report::LinkSummary {
+        self.latency.settle();
         report::LinkSummary {
             dedup: self.opts.dedup,
             window_ns: self.matcher.config().window_ns,

@@ -1,55 +1,68 @@
 //! The matcher: finds, for each packet, an earlier copy of it from another source within a
-//! bounded window, in O(1) per packet and bounded memory.
+//! bounded window, in O(1) per packet and fixed memory.
 //!
-//! Packets are offered in merged (timestamp) order. Every offered packet becomes an entry in
-//! a FIFO ring and is indexed in a hash map whose slots hold a few entry serials (oldest
-//! first). Whole-matched packets are indexed by their key; TCP data by (segment group, first
-//! sequence number), and segments longer than one MSS (offloaded or coalesced) also by
+//! Packets are offered in merged (timestamp) order. Every offered packet becomes an entry of a
+//! set-associative table (like a CPU cache): its key picks a set of [`WAYS`] entries, and the
+//! packet takes the set's ways in turn (packets come in time order: the next way is the
+//! oldest). Whole-matched packets are keyed by their key;
+//! TCP data by (segment group, first sequence number), so a packet and its copy meet in the
+//! same set, and looking up the copy and storing the packet touch the same two cache lines
+//! (the set's tags and the entry). Segments longer than one MSS (offloaded or coalesced: only
+//! they can be cut differently on the other side) are also referenced from a second table by
 //! (segment group, 4 KiB block of sequence space) for every block their bytes touch (at most
-//! [`MAX_BLOCKS`]), so a packet finds the earlier segment that holds its first byte whatever
-//! the segmentation on either side.
+//! [`MAX_BLOCKS`]), so a piece finds the earlier segment that holds its first byte whatever the
+//! segmentation on either side; that table is only consulted for groups that had such a
+//! segment.
 //!
 //! A candidate must come from another source, lie within the window, agree on at least one
 //! endpoint (address and port: NAT changes the other), and not already be claimed by a copy
 //! from the offering source (a retransmission is a new packet, not a third copy of the
-//! first): a whole-matched entry can be claimed once per other source; a data entry can be
-//! claimed again from the same source only for bytes after those already claimed (the pieces
-//! of one offloaded segment). IPv4 identifications must be consistent: equal at equal starts,
-//! and rising by at most one per 256 bytes of offset (the pieces of one offloaded segment
-//! count up from the segment's identification, or keep it). The oldest eligible candidate
-//! wins: copies of a packet arrive in the order they were sent. An overheard copy (a frame a
-//! bridge flooded to a third pod) links to the oldest usable copy without claiming it, and is
-//! itself never a candidate.
+//! first): a whole-matched entry can be claimed once; a data entry can be claimed again from
+//! the same source only for bytes after those already claimed (the pieces of one offloaded
+//! segment). IPv4 identifications must be consistent: equal at equal starts, and rising by at
+//! most one per 256 bytes of offset (the pieces of one offloaded segment count up from the
+//! segment's identification, or keep it). The oldest eligible candidate wins: copies of a
+//! packet arrive in the order they were sent. An overheard copy (a frame a bridge flooded to a
+//! third pod) links to the oldest usable copy without claiming it, and is itself never a
+//! candidate.
 //!
-//! Entries leave the ring when they are older than the window (packet time) or when the ring
-//! holds `capacity` entries or the index `2 × capacity` keys; a slot that is full forgets its
-//! oldest serial. Memory is therefore bounded by `capacity` entries plus `2 × capacity` index
-//! keys ([`Matcher::memory_bound`]), whatever the traffic.
+//! Entries older than the window (packet time) are ignored; a set that must overwrite a
+//! younger one counts it in [`Matcher::evicted_early`]. Memory is
+//! fixed at construction ([`Matcher::memory_bound`]): `capacity` entries of 64 bytes, their
+//! tags, and the block references.
 
-use crate::key::{mix, Direction, Endpoint, Identity, Key};
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use crate::key::{mix, Direction, Endpoint, Hasher, Identity, Key};
+use std::net::IpAddr;
 
 /// The default window: how far apart in packet time two copies may be (latency plus the clock
 /// difference between nodes).
 pub const DEFAULT_WINDOW_NS: u64 = 2_000_000_000;
-/// The default capacity: entries kept at most, whatever the window.
+/// The default capacity: entries kept at most, whatever the window (4 MiB of entries).
 pub const DEFAULT_CAPACITY: usize = 1 << 16;
+/// Ways per set.
+pub const WAYS: usize = 8;
+/// Ways per set of the block-reference table.
+const BLOCK_WAYS: usize = 4;
 /// Sequence-space blocks of 4 KiB.
 const BLOCK_SHIFT: u32 = 12;
-/// Blocks indexed per data segment at most (a 64 KiB segment touches 17); bytes beyond are
+/// Blocks referenced per data segment at most (a 64 KiB segment touches 17); bytes beyond are
 /// not found by a later copy's first byte.
 pub const MAX_BLOCKS: u32 = 17;
-/// Serials per index slot.
-const SLOT: usize = 6;
-/// Data segments longer than this are also indexed by block: only they can have been cut (or
-/// coalesced) differently on the other side (a segment no longer than the MSS never is).
+/// Data segments longer than this are also referenced by block: only they can have been cut
+/// (or coalesced) differently on the other side (a segment no longer than the MSS never is).
 pub const SMALL_SEGMENT: u32 = 1460;
 /// Segments walked at most to check that another source had every byte of a copy.
 const MAX_WALK: usize = 64;
-const NO_ID: u32 = u32::MAX;
 /// `claimed` of an overheard copy: never a candidate.
-const OVERHEARD: u32 = u32::MAX;
+const OVERHEARD: u16 = u16::MAX;
+/// Bits of [`Entry::bits`].
+const BYTES: u16 = 1;
+const DIR_IN: u16 = 2;
+const DIR_OUT: u16 = 4;
+const HAS_ID: u16 = 8;
+const V6: u16 = 16;
+/// Groups that had a long segment, hashed into this many bits.
+const HINT_BITS: usize = 1 << 15;
 
 /// The matcher's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,115 +114,95 @@ pub enum Found {
     Copy { earlier: Earlier, covered: bool },
 }
 
-#[derive(Clone, Copy, Debug)]
+/// One packet in the table: 64 bytes, one cache line.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
 struct Entry {
     ts: u64,
     packet_id: u64,
     /// Whole key, or segment group.
     k: u64,
-    head: u64,
-    src: Endpoint,
-    dst: Endpoint,
+    /// Endpoints: IPv4 address << 16 | port, or (IPv6) a hash with the top bit set.
+    src: u64,
+    dst: u64,
     start: u32,
     end: u32,
-    source: u32,
-    /// 0: unclaimed; else the source (+1) of the copy that claimed it.
-    claimed: u32,
+    head: u32,
     /// Data: end of the bytes claimed so far.
     claimed_end: u32,
-    ip_id: u32,
-    bytes: bool,
-    direction: Option<Direction>,
+    source: u16,
+    /// 0: unclaimed; [`OVERHEARD`]; else the source (+1) of the copy that claimed it.
+    claimed: u16,
+    ip_id: u16,
+    bits: u16,
 }
 
 impl Entry {
     fn contains(&self, seq: u32) -> bool {
         seq.wrapping_sub(self.start) < self.end.wrapping_sub(self.start)
     }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    n: u8,
-    serials: [u32; SLOT],
-}
-
-impl Slot {
-    fn push(&mut self, s: u32) {
-        if usize::from(self.n) == SLOT {
-            self.serials.copy_within(1.., 0);
-            self.serials[SLOT - 1] = s;
+    fn bytes(&self) -> bool {
+        self.bits & BYTES != 0
+    }
+    fn ip_id(&self) -> Option<u16> {
+        (self.bits & HAS_ID != 0).then_some(self.ip_id)
+    }
+    fn direction(&self) -> Option<Direction> {
+        if self.bits & DIR_OUT != 0 {
+            Some(Direction::Outbound)
+        } else if self.bits & DIR_IN != 0 {
+            Some(Direction::Inbound)
         } else {
-            self.serials[usize::from(self.n)] = s;
-            self.n += 1;
+            None
         }
-    }
-    fn remove(&mut self, s: u32) {
-        let n = usize::from(self.n);
-        if let Some(i) = self.serials[..n].iter().position(|&x| x == s) {
-            self.serials.copy_within(i + 1..n, i);
-            self.n -= 1;
-        }
-    }
-    fn get(&self) -> &[u32] {
-        &self.serials[..usize::from(self.n)]
     }
 }
 
-/// Keys are already hashes: use them as they are.
-#[derive(Default)]
-struct PassHasher(u64);
-
-impl std::hash::Hasher for PassHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+fn endpoint_word(e: &Endpoint) -> u64 {
+    match e.addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)) << 16 | u64::from(e.port),
+        IpAddr::V6(a) => {
+            let mut h = Hasher::new();
+            h.bytes(&a.octets());
+            h.u64(u64::from(e.port));
+            h.finish() | 1 << 63
         }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
     }
 }
 
-type Index = HashMap<u64, Slot, BuildHasherDefault<PassHasher>>;
+fn endpoint_of(w: u64) -> Option<Endpoint> {
+    (w >> 63 == 0).then(|| Endpoint {
+        addr: IpAddr::from(std::net::Ipv4Addr::from((w >> 16) as u32)),
+        port: w as u16,
+    })
+}
 
 /// The bounded-window matcher.
 pub struct Matcher {
     cfg: MatchConfig,
-    ring: VecDeque<Entry>,
-    /// Serial of `ring[0]` (serials wrap; the ring is far shorter than 2^32).
-    head: u32,
-    index: Index,
-    keys: usize,
+    /// `sets - 1` (sets is a power of two).
+    mask: usize,
+    tags: Vec<[u32; WAYS]>,
+    /// Per set: the way to fill next (ways fill in turn: packets come in time order, so the
+    /// next way is the oldest).
+    next_way: Vec<u8>,
+    entries: Vec<[Entry; WAYS]>,
+    /// IPv6 endpoints of the entries (whose words are hashes), allocated on the first one.
+    v6: Vec<[(Endpoint, Endpoint); WAYS]>,
+    block_mask: usize,
+    /// Per block set: (tag, entry location), newest last.
+    blocks: Vec<[(u32, u32); BLOCK_WAYS]>,
+    /// Groups that had a long segment (a bit per hash of the group).
+    hints: Vec<u64>,
     next_id: u64,
-    /// Entries that left because the ring or index was full (not because of age).
+    occupied: usize,
+    /// Entries overwritten before the window ended, because their set was full.
     pub evicted_early: u64,
 }
 
-/// The keys an entry is indexed under: whole-matched packets by their key; data segments by
-/// (group, first sequence number), and those longer than [`SMALL_SEGMENT`] (offloaded or
-/// coalesced: only they can be cut differently on the other side) also by every 4 KiB block
-/// of sequence space they touch (at most [`MAX_BLOCKS`]).
-fn keys_of(e: &Entry) -> impl Iterator<Item = u64> {
-    let (first, n) = if e.bytes && e.end.wrapping_sub(e.start) > SMALL_SEGMENT {
-        let span = e
-            .end
-            .wrapping_sub(1)
-            .wrapping_sub(e.start & !((1 << BLOCK_SHIFT) - 1))
-            >> BLOCK_SHIFT;
-        (e.start >> BLOCK_SHIFT, (span + 1).min(MAX_BLOCKS))
-    } else {
-        (0, 0)
-    };
-    let (own, group) = if e.bytes {
-        (start_key(e.k, e.start), e.k)
-    } else {
-        (e.k, 0)
-    };
-    std::iter::once(own).chain((0..n).map(move |i| block_key(group, first.wrapping_add(i))))
+#[inline]
+fn tag_of(key: u64) -> u32 {
+    (key >> 32) as u32 | 1
 }
 
 #[inline]
@@ -224,17 +217,24 @@ fn start_key(group: u64, start: u32) -> u64 {
 
 impl Matcher {
     pub fn new(cfg: MatchConfig) -> Self {
+        let sets = (cfg.capacity.clamp(WAYS, 1 << 30) / WAYS).next_power_of_two();
+        let block_sets = (sets * WAYS / BLOCK_WAYS / 2).max(1);
         let cfg = MatchConfig {
-            capacity: cfg.capacity.clamp(1, 1 << 30),
+            capacity: sets * WAYS,
             ..cfg
         };
         Self {
             cfg,
-            ring: VecDeque::new(),
-            head: 0,
-            index: Index::default(),
-            keys: 0,
+            mask: sets - 1,
+            tags: vec![[0; WAYS]; sets],
+            next_way: vec![0; sets],
+            entries: vec![[Entry::default(); WAYS]; sets],
+            v6: Vec::new(),
+            block_mask: block_sets - 1,
+            blocks: vec![[(0, 0); BLOCK_WAYS]; block_sets],
+            hints: vec![0; HINT_BITS / 64],
             next_id: 1,
+            occupied: 0,
             evicted_early: 0,
         }
     }
@@ -243,147 +243,161 @@ impl Matcher {
         self.cfg
     }
 
-    /// Entries held now.
+    /// Entries in the table (some may be older than the window).
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.occupied
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.occupied == 0
     }
 
-    /// Index keys held now.
-    pub fn index_keys(&self) -> usize {
-        self.keys
-    }
-
-    /// The most memory the matcher's tables can take (bytes): `capacity` entries and
-    /// `2 × capacity` index keys (+ one entry's worth), with the hash map's own overhead (one
-    /// control byte per bucket, buckets a power of two at most 7/8 full: counted as 2×).
+    /// The memory the matcher's tables take (bytes), fixed at construction; IPv6 traffic adds
+    /// a side table of its endpoints ([`Matcher::memory_bound_v6`]).
     pub fn memory_bound(&self) -> usize {
-        let c = self.cfg.capacity;
-        c.next_power_of_two() * std::mem::size_of::<Entry>()
-            + 2 * (2 * c + MAX_BLOCKS as usize + 1).next_power_of_two()
-                * (std::mem::size_of::<(u64, Slot)>() + 1)
+        self.tags.len() * std::mem::size_of::<[u32; WAYS]>()
+            + self.next_way.len()
+            + self.entries.len() * std::mem::size_of::<[Entry; WAYS]>()
+            + self.blocks.len() * std::mem::size_of::<[(u32, u32); BLOCK_WAYS]>()
+            + self.hints.len() * 8
     }
 
-    fn entry(&self, serial: u32) -> Option<&Entry> {
-        self.ring.get(serial.wrapping_sub(self.head) as usize)
+    /// [`Matcher::memory_bound`] plus the IPv6 endpoint table.
+    pub fn memory_bound_v6(&self) -> usize {
+        self.memory_bound()
+            + self.entries.len() * std::mem::size_of::<[(Endpoint, Endpoint); WAYS]>()
     }
 
-    fn evict_front(&mut self) {
-        let Some(e) = self.ring.pop_front() else {
-            return;
-        };
-        let serial = self.head;
-        self.head = self.head.wrapping_add(1);
-        for k in keys_of(&e) {
-            if let Some(slot) = self.index.get_mut(&k) {
-                slot.remove(serial);
-                if slot.n == 0 {
-                    self.index.remove(&k);
+    fn fresh(&self, e: &Entry, now: u64) -> bool {
+        e.bits != 0 && e.ts.abs_diff(now) <= self.cfg.window_ns
+    }
+
+    fn hinted(&self, group: u64) -> bool {
+        let b = (group >> 20) as usize % HINT_BITS;
+        self.hints[b / 64] & 1 << (b % 64) != 0
+    }
+
+    /// Locations (set * WAYS + way) of fresh data entries of `group` holding byte `seq`: those
+    /// starting there, then the long ones referenced from its block.
+    fn holding(&self, group: u64, seq: u32, now: u64, mut f: impl FnMut(usize, &Entry) -> bool) {
+        let key = start_key(group, seq);
+        let set = key as usize & self.mask;
+        let tag = tag_of(key);
+        for (w, &t) in self.tags[set].iter().enumerate() {
+            if t == tag {
+                let e = &self.entries[set][w];
+                if e.bytes()
+                    && e.k == group
+                    && e.start == seq
+                    && self.fresh(e, now)
+                    && f(set * WAYS + w, e)
+                {
+                    return;
                 }
             }
-            self.keys -= 1;
         }
-    }
-
-    fn insert(&mut self, e: Entry) {
-        let serial = self.head.wrapping_add(self.ring.len() as u32);
-        for k in keys_of(&e) {
-            self.index.entry(k).or_default().push(serial);
-            self.keys += 1;
+        if !self.hinted(group) {
+            return;
         }
-        self.ring.push_back(e);
-    }
-
-    fn expire(&mut self, now: u64) {
-        while let Some(front) = self.ring.front() {
-            let full = self.ring.len() >= self.cfg.capacity || self.keys >= 2 * self.cfg.capacity;
-            if full {
-                self.evicted_early += 1;
-            } else if front.ts.saturating_add(self.cfg.window_ns) >= now {
-                break;
+        let key = block_key(group, seq >> BLOCK_SHIFT);
+        let tag = tag_of(key);
+        for &(t, loc) in self.blocks[key as usize & self.block_mask].iter().rev() {
+            if t == tag {
+                let loc = loc as usize;
+                let e = &self.entries[loc / WAYS][loc % WAYS];
+                if e.bytes()
+                    && e.k == group
+                    && e.contains(seq)
+                    && e.start != seq
+                    && self.fresh(e, now)
+                    && f(loc, e)
+                {
+                    return;
+                }
             }
-            self.evict_front();
         }
-    }
-
-    /// Serials of the data segments of `group` that may hold byte `seq`: those starting there,
-    /// then the long ones indexed under its block.
-    fn holding(&self, group: u64, seq: u32) -> impl Iterator<Item = (u32, &Entry)> {
-        let starting = self.index.get(&start_key(group, seq));
-        let spanning = self.index.get(&block_key(group, seq >> BLOCK_SHIFT));
-        starting
-            .into_iter()
-            .chain(spanning)
-            .flat_map(|slot| slot.get().iter().copied())
-            .filter_map(move |s| {
-                self.entry(s)
-                    .filter(|e| e.bytes && e.k == group && e.contains(seq))
-                    .map(|e| (s, e))
-            })
     }
 
     /// The oldest eligible earlier copy of `o` (whole: with its key; data: holding its first
-    /// byte).
-    fn candidate(&self, o: &Offer<'_>) -> Option<u32> {
+    /// byte), as a location.
+    fn candidate(&self, o: &Offer<'_>, src: u64, dst: u64) -> Option<usize> {
         let id = o.identity;
-        let me = o.source + 1;
-        let free = |e: &Entry| e.claimed == 0 || o.identity.overheard;
+        let me = o.source as u16 + 1;
         let usable = |e: &Entry| {
-            e.claimed != OVERHEARD
-                && e.source != o.source
-                && e.ts.abs_diff(o.ts) <= self.cfg.window_ns
-                && (e.src == id.src || e.dst == id.dst)
+            e.claimed != OVERHEARD && e.source != o.source as u16 && (e.src == src || e.dst == dst)
+        };
+        let free = |e: &Entry| e.claimed == 0 || id.overheard;
+        let mut best: Option<(u64, usize)> = None;
+        let mut consider = |loc: usize, e: &Entry| {
+            if best.is_none_or(|(ts, _)| e.ts < ts) {
+                best = Some((e.ts, loc));
+            }
         };
         match id.key {
             Key::Whole(k) => {
-                let slot = self.index.get(&k)?;
-                slot.get().iter().copied().find(|&s| {
-                    self.entry(s).is_some_and(|e| {
-                        !e.bytes && e.k == k && free(e) && e.ip_id == ip(id) && usable(e)
-                    })
-                })
+                let set = k as usize & self.mask;
+                let tag = tag_of(k);
+                for (w, &t) in self.tags[set].iter().enumerate() {
+                    if t != tag {
+                        continue;
+                    }
+                    let e = &self.entries[set][w];
+                    if !e.bytes()
+                        && e.k == k
+                        && e.ip_id() == id.ip_id
+                        && free(e)
+                        && usable(e)
+                        && self.fresh(e, o.ts)
+                    {
+                        consider(set * WAYS + w, e);
+                    }
+                }
             }
             Key::Bytes {
                 group, start, head, ..
-            } => self
-                .holding(group, start)
-                .find(|(_, e)| {
-                    usable(e)
+            } => {
+                let head = head as u32;
+                self.holding(group, start, o.ts, |loc, e| {
+                    if usable(e)
                         && (free(e)
                             || (e.claimed == me && start.wrapping_sub(e.claimed_end) < 1 << 31))
                         && (e.start != start || e.head == head)
-                        && ids_consistent(e.ip_id, ip(id), start.wrapping_sub(e.start))
-                })
-                .map(|(s, _)| s),
+                        && ids_consistent(e.ip_id(), id.ip_id, start.wrapping_sub(e.start))
+                    {
+                        consider(loc, e);
+                    }
+                    false
+                });
+            }
         }
+        best.map(|(_, loc)| loc)
     }
 
     /// Offers the next packet (merged order); returns its earlier copy, or a new packet id.
     pub fn offer(&mut self, o: Offer<'_>) -> Found {
-        self.expire(o.ts);
         let id = o.identity;
-        let found = self.candidate(&o);
+        let (src, dst) = (endpoint_word(&id.src), endpoint_word(&id.dst));
+        let found = self.candidate(&o, src, dst);
         let mut entry = Entry {
             ts: o.ts,
-            packet_id: 0,
-            k: 0,
-            head: 0,
-            src: id.src,
-            dst: id.dst,
-            start: 0,
-            end: 0,
-            source: o.source,
-            claimed: 0,
-            claimed_end: 0,
-            ip_id: ip(id),
-            bytes: false,
-            direction: o.direction,
+            src,
+            dst,
+            source: o.source as u16,
+            ip_id: id.ip_id.unwrap_or(0),
+            bits: match o.direction {
+                Some(Direction::Inbound) => DIR_IN,
+                Some(Direction::Outbound) => DIR_OUT,
+                None => 0,
+            } | if id.ip_id.is_some() { HAS_ID } else { 0 }
+                | if src >> 63 != 0 { V6 } else { 0 }
+                | 32, // (never 0: 0 marks an empty way)
+            ..Entry::default()
         };
-        match id.key {
-            Key::Whole(k) => entry.k = k,
+        let key = match id.key {
+            Key::Whole(k) => {
+                entry.k = k;
+                k
+            }
             Key::Bytes {
                 group,
                 start,
@@ -393,10 +407,11 @@ impl Matcher {
                 entry.k = group;
                 entry.start = start;
                 entry.end = end;
-                entry.head = head;
-                entry.bytes = true;
+                entry.head = head as u32;
+                entry.bits |= BYTES;
+                start_key(group, start)
             }
-        }
+        };
         let overheard = id.overheard;
         let result = match found {
             None => {
@@ -404,43 +419,93 @@ impl Matcher {
                 self.next_id += 1;
                 Found::New(entry.packet_id)
             }
-            Some(serial) => {
-                let off = serial.wrapping_sub(self.head) as usize;
-                let e = &mut self.ring[off];
+            Some(loc) => {
+                let e = &mut self.entries[loc / WAYS][loc % WAYS];
                 let first = e.claimed == 0 && !overheard;
                 if !overheard {
-                    e.claimed = o.source + 1;
+                    e.claimed = o.source as u16 + 1;
                 }
-                let last = entry.end.wrapping_sub(1);
-                let holds_last = e.contains(last);
-                if entry.bytes && !overheard {
+                let holds_last = e.contains(entry.end.wrapping_sub(1));
+                if entry.bytes() && !overheard {
                     // claimed up to the end of this copy, within e
                     e.claimed_end = if holds_last { entry.end } else { e.end };
                 }
-                let earlier = Earlier {
-                    source: e.source,
-                    ts: e.ts,
-                    packet_id: e.packet_id,
-                    direction: e.direction,
-                    src: e.src,
-                    dst: e.dst,
-                    first,
+                let e = *e;
+                let (e_src, e_dst) = if e.bits & V6 != 0 {
+                    self.v6
+                        .get(loc / WAYS)
+                        .map_or((id.src, id.dst), |s| s[loc % WAYS])
+                } else {
+                    (
+                        endpoint_of(e.src).unwrap_or(id.src),
+                        endpoint_of(e.dst).unwrap_or(id.dst),
+                    )
                 };
-                let (e_source, e_end) = (e.source, e.end);
                 entry.packet_id = e.packet_id;
                 entry.claimed = e.source + 1;
                 entry.claimed_end = entry.end;
-                let covered = !entry.bytes
+                let covered = !entry.bytes()
                     || holds_last
-                    || self.covers(e_source, entry.k, e_end, entry.end, o.ts);
-                Found::Copy { earlier, covered }
+                    || self.covers(u32::from(e.source), e.k, e.end, entry.end, o.ts);
+                Found::Copy {
+                    earlier: Earlier {
+                        source: u32::from(e.source),
+                        ts: e.ts,
+                        packet_id: e.packet_id,
+                        direction: e.direction(),
+                        src: e_src,
+                        dst: e_dst,
+                        first,
+                    },
+                    covered,
+                }
             }
         };
         if overheard {
             entry.claimed = OVERHEARD;
         }
-        self.insert(entry);
+        self.insert(key, entry, &o);
         result
+    }
+
+    fn insert(&mut self, key: u64, entry: Entry, o: &Offer<'_>) {
+        let set = key as usize & self.mask;
+        let way = usize::from(self.next_way[set]);
+        self.next_way[set] = ((way + 1) % WAYS) as u8;
+        if self.tags[set][way] == 0 {
+            self.occupied += 1;
+        } else if self.fresh(&self.entries[set][way], o.ts) {
+            self.evicted_early += 1;
+        }
+        self.tags[set][way] = tag_of(key);
+        self.entries[set][way] = entry;
+        if entry.bits & V6 != 0 {
+            if self.v6.is_empty() {
+                let none = Endpoint {
+                    addr: IpAddr::from([0u8; 4]),
+                    port: 0,
+                };
+                self.v6 = vec![[(none, none); WAYS]; self.entries.len()];
+            }
+            self.v6[set][way] = (o.identity.src, o.identity.dst);
+        }
+        if entry.bytes() && entry.end.wrapping_sub(entry.start) > SMALL_SEGMENT {
+            let b = (entry.k >> 20) as usize % HINT_BITS;
+            self.hints[b / 64] |= 1 << (b % 64);
+            let loc = (set * WAYS + way) as u32;
+            let first = entry.start >> BLOCK_SHIFT;
+            let span = entry
+                .end
+                .wrapping_sub(1)
+                .wrapping_sub(entry.start & !((1 << BLOCK_SHIFT) - 1))
+                >> BLOCK_SHIFT;
+            for i in 0..(span + 1).min(MAX_BLOCKS) {
+                let k = block_key(entry.k, first.wrapping_add(i));
+                let refs = &mut self.blocks[k as usize & self.block_mask];
+                refs.copy_within(1.., 0);
+                refs[BLOCK_WAYS - 1] = (tag_of(k), loc);
+            }
+        }
     }
 
     /// Did `source` have the bytes `from..end` of `group` within the window (in contiguous
@@ -451,11 +516,17 @@ impl Matcher {
             if at.wrapping_sub(end) < 1 << 31 {
                 return true;
             }
-            match self
-                .holding(group, at)
-                .find(|(_, e)| e.source == source && e.ts.abs_diff(now) <= self.cfg.window_ns)
-            {
-                Some((_, e)) => at = e.end,
+            let mut next = None;
+            self.holding(group, at, now, |_, e| {
+                if u32::from(e.source) == source {
+                    next = Some(e.end);
+                    true
+                } else {
+                    false
+                }
+            });
+            match next {
+                Some(n) => at = n,
                 None => return false,
             }
         }
@@ -463,16 +534,12 @@ impl Matcher {
     }
 }
 
-fn ip(id: &Identity) -> u32 {
-    id.ip_id.map_or(NO_ID, u32::from)
-}
-
 /// IPv4 identifications of two copies whose starts are `offset` bytes apart: equal at equal
 /// starts; rising by at most one per 256 bytes of offset (offloaded pieces count up from the
 /// segment's identification, or keep it).
-fn ids_consistent(earlier: u32, later: u32, offset: u32) -> bool {
-    if earlier == NO_ID || later == NO_ID {
-        return true;
+fn ids_consistent(earlier: Option<u16>, later: Option<u16>, offset: u32) -> bool {
+    match (earlier, later) {
+        (Some(a), Some(b)) => u32::from(b.wrapping_sub(a)) <= offset / 256,
+        _ => true,
     }
-    (later.wrapping_sub(earlier) & 0xFFFF) <= offset / 256
 }
