@@ -58,9 +58,13 @@ fn main() {
                 continue;
             }
             let mut id = identify(LINKTYPE_LINUX_SLL2, &frames[(k % 1024) as usize]).unwrap();
-            if let podcap_identity::key::Key::Bytes { start, end, .. } = &mut id.key {
+            if let podcap_identity::key::Key::Bytes {
+                group, start, end, ..
+            } = &mut id.key
+            {
                 *start = k.wrapping_mul(1448);
                 *end = start.wrapping_add(1448);
+                id.near = podcap_identity::key::near_bytes(*group, *start);
             }
             id.ip_id = Some(k as u16);
             let f = m.offer(Offer {

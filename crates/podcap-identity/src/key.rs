@@ -129,6 +129,10 @@ pub enum Key {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub key: Key,
+    /// Where to look for copies of a whole-matched packet: equal for copies, and close for
+    /// the consecutive packets of one TCP flow (their sequence and acknowledgement numbers
+    /// advance), so a stream walks through the matcher's memory instead of jumping about.
+    pub near: u64,
     /// IPv4 identification (IPv6 has none).
     pub ip_id: Option<u16>,
     pub src: Endpoint,
@@ -328,6 +332,7 @@ fn transport(n: Net<'_>, flow: u32) -> Option<Identity> {
     let udp = (whole && proto == 17)
         .then(|| UdpHeaderSlice::from_slice(l4).ok())
         .flatten();
+    let mut near = None;
     let key = match (tcp, udp) {
         (Some(tcp), _) => {
             let hdr = tcp.slice();
@@ -355,6 +360,7 @@ fn transport(n: Net<'_>, flow: u32) -> Option<Identity> {
                     head: head.finish(),
                 }
             } else {
+                near = Some(u64::from(seq.wrapping_add(ack) >> NEAR_SHIFT));
                 h.u64(u64::from(seq) << 32 | u64::from(ack));
                 h.u64(id_word << 40 | window << 24 | u64::from(flags) << 16 | u64::from(data_len));
                 if flags & TCP_SYN == 0 {
@@ -390,8 +396,13 @@ fn transport(n: Net<'_>, flow: u32) -> Option<Identity> {
             Key::Whole(h.finish())
         }
     };
+    let near = match key {
+        Key::Whole(k) => near.unwrap_or(k),
+        Key::Bytes { group, start, .. } => near_bytes(group, start),
+    };
     Some(Identity {
         key,
+        near,
         ip_id,
         src,
         dst,
@@ -448,6 +459,16 @@ impl Hasher {
     pub fn finish(self) -> u64 {
         fold(self.0, K0)
     }
+}
+
+/// [`Identity::near`] advances every 512 bytes of sequence space: a few small segments share a
+/// set, a full one moves three sets on.
+const NEAR_SHIFT: u32 = 9;
+
+/// [`Identity::near`] of TCP data: the segment group's, advancing with the sequence number.
+#[inline]
+pub fn near_bytes(group: u64, start: u32) -> u64 {
+    (group >> 32).wrapping_add(u64::from(start >> NEAR_SHIFT))
 }
 
 /// Mixes two words into one (index keys).

@@ -31,7 +31,7 @@
 //! fixed at construction ([`Matcher::memory_bound`]): `capacity` entries of 64 bytes, their
 //! tags, and the block references.
 
-use crate::key::{mix, Direction, Endpoint, Hasher, Identity, Key};
+use crate::key::{mix, near_bytes, Direction, Endpoint, Hasher, Identity, Key};
 use std::net::IpAddr;
 
 /// The default window: how far apart in packet time two copies may be (latency plus the clock
@@ -177,15 +177,29 @@ fn endpoint_of(w: u64) -> Option<Endpoint> {
     })
 }
 
+/// A set's tags and the coarse times of its ways (ts >> 20: about 1 ms), in one cache line:
+/// what a packet needs to know of a set without reading the entries.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+struct SetTags {
+    tags: [u32; WAYS],
+    times: [u32; WAYS],
+}
+
+const TIME_SHIFT: u32 = 20;
+
 /// The bounded-window matcher.
 pub struct Matcher {
     cfg: MatchConfig,
     /// `sets - 1` (sets is a power of two).
     mask: usize,
-    tags: Vec<[u32; WAYS]>,
+    tags: Vec<SetTags>,
     /// Per set: the way to fill next (ways fill in turn: packets come in time order, so the
-    /// next way is the oldest).
+    /// next way is the oldest)...
     next_way: Vec<u8>,
+    /// ... unless a way holds a packet whose copy was found (a bit per way): that one goes
+    /// first.
+    done: Vec<u8>,
     entries: Vec<[Entry; WAYS]>,
     /// IPv6 endpoints of the entries (whose words are hashes), allocated on the first one.
     v6: Vec<[(Endpoint, Endpoint); WAYS]>,
@@ -226,8 +240,9 @@ impl Matcher {
         Self {
             cfg,
             mask: sets - 1,
-            tags: vec![[0; WAYS]; sets],
+            tags: vec![SetTags::default(); sets],
             next_way: vec![0; sets],
+            done: vec![0; sets],
             entries: vec![[Entry::default(); WAYS]; sets],
             v6: Vec::new(),
             block_mask: block_sets - 1,
@@ -255,8 +270,9 @@ impl Matcher {
     /// The memory the matcher's tables take (bytes), fixed at construction; IPv6 traffic adds
     /// a side table of its endpoints ([`Matcher::memory_bound_v6`]).
     pub fn memory_bound(&self) -> usize {
-        self.tags.len() * std::mem::size_of::<[u32; WAYS]>()
+        self.tags.len() * std::mem::size_of::<SetTags>()
             + self.next_way.len()
+            + self.done.len()
             + self.entries.len() * std::mem::size_of::<[Entry; WAYS]>()
             + self.blocks.len() * std::mem::size_of::<[(u32, u32); BLOCK_WAYS]>()
             + self.hints.len() * 8
@@ -281,9 +297,9 @@ impl Matcher {
     /// starting there, then the long ones referenced from its block.
     fn holding(&self, group: u64, seq: u32, now: u64, mut f: impl FnMut(usize, &Entry) -> bool) {
         let key = start_key(group, seq);
-        let set = key as usize & self.mask;
+        let set = near_bytes(group, seq) as usize & self.mask;
         let tag = tag_of(key);
-        for (w, &t) in self.tags[set].iter().enumerate() {
+        for (w, &t) in self.tags[set].tags.iter().enumerate() {
             if t == tag {
                 let e = &self.entries[set][w];
                 if e.bytes()
@@ -335,9 +351,9 @@ impl Matcher {
         };
         match id.key {
             Key::Whole(k) => {
-                let set = k as usize & self.mask;
+                let set = id.near as usize & self.mask;
                 let tag = tag_of(k);
-                for (w, &t) in self.tags[set].iter().enumerate() {
+                for (w, &t) in self.tags[set].tags.iter().enumerate() {
                     if t != tag {
                         continue;
                     }
@@ -431,6 +447,10 @@ impl Matcher {
                     e.claimed_end = if holds_last { entry.end } else { e.end };
                 }
                 let e = *e;
+                if !overheard && (!e.bytes() || e.claimed_end == e.end) {
+                    // nothing more to find there: its way may go first
+                    self.done[loc / WAYS] |= 1 << (loc % WAYS);
+                }
                 let (e_src, e_dst) = if e.bits & V6 != 0 {
                     self.v6
                         .get(loc / WAYS)
@@ -464,20 +484,30 @@ impl Matcher {
         if overheard {
             entry.claimed = OVERHEARD;
         }
-        self.insert(key, entry, &o);
+        self.insert(key, id.near, entry, &o);
         result
     }
 
-    fn insert(&mut self, key: u64, entry: Entry, o: &Offer<'_>) {
-        let set = key as usize & self.mask;
-        let way = usize::from(self.next_way[set]);
-        self.next_way[set] = ((way + 1) % WAYS) as u8;
-        if self.tags[set][way] == 0 {
+    fn insert(&mut self, key: u64, near: u64, entry: Entry, o: &Offer<'_>) {
+        let set = near as usize & self.mask;
+        let way = if self.done[set] != 0 {
+            self.done[set].trailing_zeros() as usize
+        } else {
+            let w = usize::from(self.next_way[set]);
+            self.next_way[set] = ((w + 1) % WAYS) as u8;
+            w
+        };
+        self.done[set] &= !(1 << way);
+        let meta = &mut self.tags[set];
+        let now = (o.ts >> TIME_SHIFT) as u32;
+        if meta.tags[way] == 0 {
             self.occupied += 1;
-        } else if self.fresh(&self.entries[set][way], o.ts) {
+        } else if now.wrapping_sub(meta.times[way]) <= (self.cfg.window_ns >> TIME_SHIFT) as u32 {
+            // (the coarse time, to leave the entry's own line unread)
             self.evicted_early += 1;
         }
-        self.tags[set][way] = tag_of(key);
+        meta.times[way] = now;
+        self.tags[set].tags[way] = tag_of(key);
         self.entries[set][way] = entry;
         if entry.bits & V6 != 0 {
             if self.v6.is_empty() {
