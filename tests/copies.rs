@@ -558,3 +558,220 @@ fn three_pods_with_http_linked_then_deduplicated_with_a_forced_loss_flagged() {
         "the forced loss is not flagged: {flagged:?}\n{err}"
     );
 }
+
+/// An SLL2 frame (as `tcpdump -i any` writes) of a TCP segment; IPv6 when `v6`.
+#[allow(clippy::too_many_arguments)]
+fn tcp_frame(
+    v6: bool,
+    outgoing: bool,
+    from_client: bool,
+    ip_id: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (c4, s4) = ([10, 213, 7, 1], [10, 213, 7, 2]);
+    let (sport, dport) = if from_client {
+        (40000u16, 80u16)
+    } else {
+        (80, 40000)
+    };
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[0x80, flags, 0x01, 0xf5, 0, 0, 0, 0]);
+    tcp.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0x10, 0, 0, 0, 0x20, 0]); // timestamps
+    tcp.extend_from_slice(payload);
+    let mut f = vec![
+        if v6 { 0x86 } else { 0x08 },
+        if v6 { 0xdd } else { 0x00 },
+        0,
+        0,
+    ];
+    f.extend_from_slice(&2u32.to_be_bytes());
+    f.extend_from_slice(&[
+        0,
+        1,
+        if outgoing { 4 } else { 0 },
+        6,
+        2,
+        0x42,
+        0xac,
+        0x11,
+        0,
+        2,
+        0,
+        0,
+    ]);
+    if v6 {
+        f.extend_from_slice(
+            &(6u32 << 28 | if from_client { 0x1234 } else { 0x5678 }).to_be_bytes(),
+        );
+        f.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[6, 64]);
+        let addr = |last: u8| [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last];
+        let (a, b) = if from_client { (1, 2) } else { (2, 1) };
+        f.extend_from_slice(&addr(a));
+        f.extend_from_slice(&addr(b));
+    } else {
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&ip_id.to_be_bytes());
+        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+        let (a, b) = if from_client { (c4, s4) } else { (s4, c4) };
+        f.extend_from_slice(&a);
+        f.extend_from_slice(&b);
+    }
+    f.extend_from_slice(&tcp);
+    f
+}
+
+#[test]
+fn an_offloaded_segment_and_the_pieces_the_receiver_captured_share_one_packet_id() {
+    // the client's capture holds one 63,712-byte segment (TSO); the server's the 44 pieces the
+    // wire carried, 50 µs later, IPv4 ids counting up; then the server's ACK in both
+    const MSS: usize = 1448;
+    for v6 in [false, true] {
+        let dir = tmpdir();
+        let data: Vec<u8> = (0..44 * MSS).map(|i| (i % 251) as u8).collect();
+        let (seq, ack) = (1_000_000u32, 7_000u32);
+        let t = 1_700_000_000u32;
+        let client = vec![
+            (
+                t,
+                100,
+                tcp_frame(v6, true, true, 300, seq, ack, 0x18, &data),
+                0,
+            ),
+            (
+                t,
+                900,
+                tcp_frame(
+                    v6,
+                    false,
+                    false,
+                    900,
+                    ack,
+                    seq + data.len() as u32,
+                    0x10,
+                    b"",
+                ),
+                0,
+            ),
+        ];
+        let mut server: Vec<(u32, u32, Vec<u8>, u32)> = (0..44)
+            .map(|k| {
+                let piece = &data[k * MSS..(k + 1) * MSS];
+                let flags = if k == 43 { 0x18 } else { 0x10 };
+                let f = tcp_frame(
+                    v6,
+                    false,
+                    true,
+                    300 + k as u16,
+                    seq + (k * MSS) as u32,
+                    ack,
+                    flags,
+                    piece,
+                );
+                (t, 150 + k as u32, f, 0)
+            })
+            .collect();
+        server.push((
+            t,
+            850,
+            tcp_frame(
+                v6,
+                true,
+                false,
+                900,
+                ack,
+                seq + data.len() as u32,
+                0x10,
+                b"",
+            ),
+            0,
+        ));
+        let fix = |recs: Vec<(u32, u32, Vec<u8>, u32)>| -> Vec<(u32, u32, Vec<u8>, u32)> {
+            recs.into_iter()
+                .map(|(s, us, d, _)| {
+                    let n = d.len() as u32;
+                    (s, us, d, n)
+                })
+                .collect()
+        };
+        let (fc, fs) = (
+            dir.path().join("client.pcap"),
+            dir.path().join("server.pcap"),
+        );
+        std::fs::write(&fc, pcap_file(false, false, 276, &fix(client))).unwrap();
+        std::fs::write(&fs, pcap_file(false, false, 276, &fix(server))).unwrap();
+
+        let out = dir.path().join("m.pcapng");
+        let err = run(bin().arg("merge").arg(&fc).arg(&fs).arg("-w").arg(&out));
+        let out_ids = run_ok(tool("tshark").arg("-r").arg(&out).args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.packet_id",
+            "-e",
+            "tcp.len",
+        ]));
+        let rows: Vec<(u64, u32)> = String::from_utf8_lossy(&out_ids.stdout)
+            .lines()
+            .map(|l| {
+                let (id, len) = l.split_once('\t').unwrap();
+                (id.parse().unwrap(), len.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(rows.len(), 47, "{err}");
+        let data_ids: BTreeSet<u64> = rows.iter().filter(|r| r.1 > 0).map(|r| r.0).collect();
+        let ack_ids: BTreeSet<u64> = rows.iter().filter(|r| r.1 == 0).map(|r| r.0).collect();
+        assert_eq!(
+            data_ids.len(),
+            1,
+            "the segment and its 44 pieces: one packet id: {rows:?}"
+        );
+        assert_eq!(
+            ack_ids.len(),
+            1,
+            "the ACK's two copies: one packet id: {rows:?}"
+        );
+        assert_ne!(data_ids, ack_ids);
+        assert!(
+            err.contains("client -> server: p50 5"),
+            "one latency sample, 50 µs: {err}"
+        );
+
+        let dedup = dir.path().join("d.pcapng");
+        let err = run(bin()
+            .arg("merge")
+            .arg(&fc)
+            .arg(&fs)
+            .arg("--dedup")
+            .arg("-w")
+            .arg(&dedup));
+        let kept = run_ok(tool("tshark").arg("-r").arg(&dedup).args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "tcp.len",
+        ]));
+        assert_eq!(
+            String::from_utf8_lossy(&kept.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            vec![format!("client\t{}", data.len()), "server\t0".to_string()],
+            "the sender's copies: {err}"
+        );
+        assert!(
+            err.contains("45 second copies") && err.contains("(client 1, server 44)"),
+            "{err}"
+        );
+        assert_eq!(tcp_flagged(&dedup), Vec::<String>::new());
+    }
+}

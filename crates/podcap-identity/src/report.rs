@@ -148,7 +148,7 @@ impl LinkSummary {
             );
             if self.kept_receiver > 0 {
                 l.push_str(&format!(
-                    "; {} times the receiver's copy was kept, stamped before the sender's (clock difference between nodes)",
+                    "; {} times the receiver's copy was kept: it was written first (stamped before the sender's: a clock difference between nodes; or, live, the sender's copy arrived late)",
                     self.kept_receiver
                 ));
             }
