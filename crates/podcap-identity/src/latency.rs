@@ -4,7 +4,8 @@
 //! packets. Values may be negative: the receiver's clock may run behind the sender's.
 
 use crate::key::Endpoint;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Sub-buckets per power of two.
 const SUB_BITS: u32 = 6;
@@ -117,33 +118,43 @@ pub struct LatencyTable {
     pub pairs: BTreeMap<(usize, usize), Histogram>,
     /// (as addressed, as delivered) → one-way times.
     pub services: BTreeMap<(Endpoint, Endpoint), Histogram>,
-    /// The pair recorded last and its histogram, kept out of the map while it is the current
-    /// one (a stream of packets is mostly one pair after another).
-    current: Option<((usize, usize), Histogram)>,
+    /// Where each pair's histogram is while recording (`pairs` is filled by `settle`).
+    recording: HashMap<(usize, usize), Histogram, BuildHasherDefault<PairHasher>>,
+}
+
+/// Hashes a (sender, receiver) pair with one multiplication.
+#[derive(Default)]
+pub struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl LatencyTable {
     /// Records a one-way time of a packet `sender` → `receiver`.
     pub fn record(&mut self, sender: usize, receiver: usize, ns: i64) {
-        let key = (sender, receiver);
-        match &mut self.current {
-            Some((k, h)) if *k == key => h.record(ns),
-            _ => {
-                if let Some((k, h)) = self.current.take() {
-                    self.pairs.insert(k, h);
-                }
-                let mut h = self.pairs.remove(&key).unwrap_or_default();
-                h.record(ns);
-                self.current = Some((key, h));
-            }
-        }
+        self.recording
+            .entry((sender, receiver))
+            .or_default()
+            .record(ns);
     }
 
-    /// Puts the current pair back: [`LatencyTable::pairs`] is complete afterwards.
+    /// Moves what was recorded into [`LatencyTable::pairs`] (sorted).
     pub fn settle(&mut self) {
-        if let Some((k, h)) = self.current.take() {
-            self.pairs.insert(k, h);
-        }
+        self.pairs.extend(self.recording.drain());
     }
 }
 
