@@ -1,6 +1,9 @@
 //! `cargo bench` entry point (harness = false): runs benches/vs_mergecap.sh, which builds the
 //! release binary, generates the inputs (8 × 200,000 packets, reused between runs), checks
 //! podcap-merge's output and times it against `mergecap` and `cat`; then
+//! benches/copies_vs_mergecap.sh, which times the offline merge with copy recognition (the
+//! default), with `--dedup` and without it (`--no-link`) against `mergecap`, on those inputs and
+//! on a corpus with real pairs (every packet captured by two pods); then
 //! benches/live_vs_offline.sh, which times the live engine (8 `--cmd 'cat FILE'` sources)
 //! against the offline merge and `mergecap` on the same inputs, and measures its peak RSS with
 //! 32 sources; then benches/pods_vs_kubectl.sh (NEEDS ROOT, fails otherwise), which starts
@@ -13,13 +16,18 @@
 //! Arguments that cargo passes that start with `-` (`--bench`) are ignored; other arguments
 //! are filters: only the scripts whose name contains one of them run
 //! (`cargo bench --bench merge -- live` runs only live_vs_offline.sh, `-- pods` only
-//! pods_vs_kubectl.sh). All scripts run even
+//! pods_vs_kubectl.sh, `-- copies` only copies_vs_mergecap.sh). All scripts run even
 //! when the first fails; the exit status is the first non-zero one.
 
 use std::path::Path;
 use std::process::{exit, Command};
 
-const SCRIPTS: [&str; 3] = ["vs_mergecap.sh", "live_vs_offline.sh", "pods_vs_kubectl.sh"];
+const SCRIPTS: [&str; 4] = [
+    "vs_mergecap.sh",
+    "copies_vs_mergecap.sh",
+    "live_vs_offline.sh",
+    "pods_vs_kubectl.sh",
+];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

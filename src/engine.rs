@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub progress: bool,
     /// Print per-source errors as they happen.
     pub report_errors: bool,
+    /// Packet identity across sources (`None`: `--no-link`); see [`crate::link`].
+    pub link: Option<crate::link::LinkConfig>,
 }
 
 impl EngineConfig {
@@ -52,6 +54,7 @@ impl EngineConfig {
             flush_interval: Duration::from_millis(25),
             progress: false,
             report_errors: true,
+            link: Some(crate::link::LinkConfig::default()),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Report {
     pub run_error: Option<String>,
     /// What the run did that the user should know (capture containers added…).
     pub notes: Vec<String>,
+    /// What packet identity found (copies linked or dropped, latency).
+    pub link: Option<podcap_identity::report::LinkSummary>,
 }
 
 impl Report {
@@ -112,6 +117,10 @@ impl Report {
         if self.files.len() > 1 {
             extra.push(format!("{} files written", self.files.len()));
         }
+        if let Some(l) = &self.link {
+            let names: Vec<String> = self.sources.iter().map(|s| s.name.clone()).collect();
+            extra.extend(l.lines(&names));
+        }
         extra.extend(self.notes.iter().cloned());
         summary(&self.sources, self.errors(), &extra)
     }
@@ -140,6 +149,7 @@ struct Engine {
     notes: HashMap<String, usize>,
     /// The interruption has been said.
     interrupted: bool,
+    link: Option<crate::link::Stage>,
 }
 
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -253,13 +263,22 @@ impl Engine {
         }
     }
 
-    fn write(&mut self, idx: usize, rec: podcap_format::Record) -> io::Result<()> {
+    fn write(&mut self, idx: usize, mut rec: podcap_format::Record) -> io::Result<()> {
         let is_packet = matches!(rec, podcap_format::Record::Packet(_));
         if is_packet && self.cfg.count.is_some_and(|c| self.written >= c) {
             // -c N: exactly N packets; what sources still send after that is not written
             self.written_one(idx);
             return Ok(());
         }
+        // packet identity: a transform between the merge and the encoder
+        let packet_id = match self.link.as_mut().map(|l| l.pass(idx, &mut rec)) {
+            Some(crate::link::Pass::Drop) => {
+                self.written_one(idx);
+                return Ok(());
+            }
+            Some(crate::link::Pass::Write(id)) => id,
+            None => None,
+        };
         if is_packet {
             if let Some(ring) = &mut self.sink.ring {
                 if ring.due(self.output.position()) {
@@ -267,7 +286,7 @@ impl Engine {
                 }
             }
         }
-        self.output.write(idx, rec)?;
+        self.output.write_with_id(idx, rec, packet_id)?;
         self.written_one(idx);
         if is_packet {
             self.written += 1;
@@ -456,7 +475,7 @@ impl Engine {
 /// report; an output that cannot be opened is an error, a failing output is in the report.
 pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<Report> {
     let (out, sink) = Sink::open(&cfg.target)?;
-    let output = Output::new(out)?;
+    let output = Output::with_comment(out, crate::link::Stage::comment(cfg.link.as_ref()))?;
     let mut engine = Engine {
         progress: Progress::new(cfg.progress),
         cfg,
@@ -472,7 +491,9 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         report: Report::default(),
         notes: HashMap::new(),
         interrupted: false,
+        link: None,
     };
+    engine.link = engine.cfg.link.as_ref().map(crate::link::Stage::new);
     if let Some(w) = engine.cfg.window {
         engine.merger = Merger::with_window(w);
     }
@@ -500,10 +521,17 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         sink,
         status,
         mut report,
+        link,
         ..
     } = engine;
     report.sources = status;
     let delivered = output.delivered();
+    let link_error = link.map(|l| {
+        let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
+        let (summary, err) = l.finish(&names);
+        report.link = Some(summary);
+        err
+    });
     let finished = match result {
         Ok(()) => output.finish().and_then(FileOut::close),
         Err(e) => {
@@ -536,6 +564,9 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
             };
             report.output_error = Some(what);
         }
+    }
+    if let Some(Some(e)) = link_error {
+        report.output_error.get_or_insert(e);
     }
     Ok(report)
 }

@@ -101,6 +101,9 @@ pub struct Settings {
     pub image: Option<String>,
     #[arg(long)]
     pub reorder_window: Option<String>,
+    /// A boolflag: Wireshark passes it only when ticked.
+    #[arg(long)]
+    pub dedup: bool,
 }
 
 /// Is this an extcap call? (Any of Wireshark's extcap flags before a `--`.)
@@ -436,6 +439,11 @@ fn config(s: &Settings, ctx: &Contexts, ns: &Namespaces) -> String {
          {{group=Capture}}",
         crate::flags::duration::Time(crate::merge::DEFAULT_WINDOW)
     ));
+    arg(
+        "arg {number=9}{call=--dedup}{display=One copy per packet}{type=boolflag}\
+         {default=false}{tooltip=Keep one copy of a packet two captured pods both saw (the \
+         sender's), so Wireshark's TCP analysis flags no false retransmissions}{group=Capture}",
+    );
     out
 }
 
@@ -489,6 +497,9 @@ pub fn capture_argv(s: &Settings, filter: Option<&str>) -> Vec<String> {
     if let Some(w) = given(&s.reorder_window) {
         a.extend(["--reorder-window".into(), w]);
     }
+    if s.dedup {
+        a.push("--dedup".into());
+    }
     if let Some(f) = filter {
         a.extend(["-f".into(), f.into()]);
     }
@@ -540,6 +551,7 @@ mod tests {
             pods: Some("  ".into()),
             interface: Some("any".into()),
             reorder_window: Some("300ms".into()),
+            dedup: true,
             ..Settings::default()
         };
         let a = capture_argv(&s, Some("tcp port 80"));
@@ -557,6 +569,7 @@ mod tests {
                 "any",
                 "--reorder-window",
                 "300ms",
+                "--dedup",
                 "-f",
                 "tcp port 80"
             ]

@@ -4,8 +4,8 @@
 //!
 //! Data flows one way, one module per stage:
 //! [`source`] (bytes → records, with a byte budget) → [`engine`] ([`merge`] by timestamp,
-//! [`output`] interface mapping and pcapng encoding via [`podcap_format::encode`], [`sink`]: stdout,
-//! file or ring). [`offline`] feeds files (`podcap-merge merge`), [`live`] feeds commands and
+//! [`link`]: copies of one packet across sources linked or de-duplicated, [`output`] interface
+//! mapping and pcapng encoding via [`podcap_format::encode`], [`sink`]: stdout, file or ring). [`offline`] feeds files (`podcap-merge merge`), [`live`] feeds commands and
 //! stdin; both run the same engine.
 
 pub mod engine;
@@ -14,6 +14,7 @@ pub mod extcap;
 pub mod flags;
 pub mod install;
 pub mod k8s;
+pub mod link;
 pub mod live;
 pub mod merge;
 pub mod offline;

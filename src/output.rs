@@ -53,6 +53,8 @@ pub struct Output<W: Write> {
     /// Packets written to the writer, and those of them the writer has handed on (flushed).
     written: u64,
     delivered: u64,
+    /// The section comment (`--dedup` says so), repeated in every rotated file.
+    comment: Option<String>,
 }
 
 /// The application name written in the SHB.
@@ -82,8 +84,13 @@ pub fn now_ns() -> u64 {
 impl<W: Write> Output<W> {
     /// Starts the output with its Section Header Block.
     pub fn new(out: W) -> io::Result<Self> {
+        Self::with_comment(out, None)
+    }
+
+    /// Starts the output with its Section Header Block, carrying `comment` if given.
+    pub fn with_comment(out: W, comment: Option<String>) -> io::Result<Self> {
         let mut writer = PcapngWriter::new(out);
-        writer.section_header(&user_appl())?;
+        writer.section_header_with_comment(&user_appl(), comment.as_deref())?;
         Ok(Self {
             writer,
             labels: Vec::new(),
@@ -94,6 +101,7 @@ impl<W: Write> Output<W> {
             names_seen: HashSet::new(),
             written: 0,
             delivered: 0,
+            comment,
         })
     }
 
@@ -108,7 +116,7 @@ impl<W: Write> Output<W> {
     pub fn rotate(&mut self, next: W) -> io::Result<W> {
         self.write_statistics()?;
         let mut writer = PcapngWriter::new(next);
-        writer.section_header(&user_appl())?;
+        writer.section_header_with_comment(&user_appl(), self.comment.as_deref())?;
         for i in &mut self.interfaces {
             writer.interface(&i.description)?;
             i.totals = InterfaceTotals {
@@ -232,6 +240,17 @@ impl<W: Write> Output<W> {
     /// Writes one record from source `src`.
     #[inline]
     pub fn write(&mut self, src: usize, rec: Record) -> io::Result<()> {
+        self.write_with_id(src, rec, None)
+    }
+
+    /// Writes one record from source `src`; a packet gets `epb_packetid` = `packet_id` if set.
+    #[inline]
+    pub fn write_with_id(
+        &mut self,
+        src: usize,
+        rec: Record,
+        packet_id: Option<u64>,
+    ) -> io::Result<()> {
         match rec {
             Record::Packet(p) => {
                 let state = &mut self.sources[src];
@@ -247,7 +266,8 @@ impl<W: Write> Output<W> {
                 t.received += 1;
                 t.first_ns = Some(t.first_ns.map_or(ts, |f| f.min(ts)));
                 t.last_ns = Some(t.last_ns.map_or(ts, |l| l.max(ts)));
-                self.writer.packet(id, ts, p.orig_len, &p.data, p.flags)
+                self.writer
+                    .packet_with_id(id, ts, p.orig_len, &p.data, p.flags, packet_id)
             }
             Record::Interface(iface) => self.new_interface(src, iface),
             Record::Section { .. } => {

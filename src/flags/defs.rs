@@ -224,10 +224,34 @@ pub struct StopArgs {
     pub autostop: Vec<String>,
 }
 
+/// Packets captured by two sources (sender's and receiver's pod).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Copies across pods")]
+pub struct LinkArgs {
+    /// Keep one copy of each packet captured by two sources: the sender's (so its time is the
+    /// sending time); drop the receiver's. Without it both copies are kept and share a packet
+    /// id (tshark: frame.packet_id).
+    #[arg(long = "dedup", conflicts_with = "no_link")]
+    pub dedup: bool,
+    /// Write the pod-to-pod one-way latency (p50/p99 per pod pair and per Service → backend
+    /// mapping) to FILE: CSV or JSON, by its extension (.csv, .json).
+    #[arg(
+        long = "latency-report",
+        value_name = "FILE",
+        conflicts_with = "no_link"
+    )]
+    pub latency_report: Option<PathBuf>,
+    /// Do not recognise copies across sources: no packet ids, no direction flags, no latency.
+    #[arg(long = "no-link")]
+    pub no_link: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct MergeArgs {
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub link: LinkArgs,
     /// Interface name prefix for each input, in order (default: the file stem).
     #[arg(long = "name", value_name = "NAME", help_heading = "Output")]
     pub names: Vec<String>,
@@ -368,6 +392,8 @@ pub struct LiveArgs {
     pub source_buffer: u64,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub link: LinkArgs,
 }
 
 impl PodArgs {

@@ -1,7 +1,9 @@
 //! The one validated description of a run, built from the command line in one place with
 //! every check that relates flags to each other (and to the terminal and the file system).
 
-use super::defs::{Cli, Command, DemoArgs, ExtcapAction, LiveArgs, MergeArgs, OutputArgs};
+use super::defs::{
+    Cli, Command, DemoArgs, ExtcapAction, LinkArgs, LiveArgs, MergeArgs, OutputArgs,
+};
 use super::duration::{parse_duration, Time};
 use super::messages as msg;
 use crate::engine::EngineConfig;
@@ -100,7 +102,8 @@ fn merge(args: MergeArgs) -> Result<Run, StartError> {
     if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
         return Err(StartError::Usage(msg::STDIN_TWICE.into()));
     }
-    let engine = engine_config(&args.out)?;
+    let mut engine = engine_config(&args.out)?;
+    engine.link = link_config(&args.link)?;
     refuse_overwriting_an_input(&args.out.write, &args.files)?;
     let mut names = args.names.into_iter();
     let inputs = args
@@ -143,6 +146,7 @@ fn local(args: LiveArgs) -> Result<Run, StartError> {
     }
     let mut engine = engine_config(&args.out)?;
     engine.window = Some(live_window(&args)?);
+    engine.link = link_config(&args.link)?;
     Ok(Run::Local {
         engine,
         quiet: args.out.quiet,
@@ -177,6 +181,7 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
     if let Some(words) = looks_like_a_filter(&p.targets) {
         return Err(msg::targets_look_like_a_filter(&words).into());
     }
+    engine.link = link_config(&args.link)?;
     let c = p.capture;
     let k = p.container;
     let filter = match (c.filter_option, c.filter) {
@@ -338,6 +343,22 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, StartError> {
     }
     cfg.progress = !o.quiet;
     Ok(cfg)
+}
+
+/// `--dedup`, `--latency-report FILE`, `--no-link`.
+fn link_config(a: &LinkArgs) -> Result<Option<crate::link::LinkConfig>, StartError> {
+    if a.no_link {
+        return Ok(None);
+    }
+    if let Some(path) = &a.latency_report {
+        podcap_identity::report::ReportFormat::of(path)?;
+    }
+    let mut cfg = crate::link::LinkConfig {
+        latency_report: a.latency_report.clone(),
+        ..Default::default()
+    };
+    cfg.options.dedup = a.dedup;
+    Ok(Some(cfg))
 }
 
 fn count(v: &str) -> Option<u64> {
@@ -593,6 +614,43 @@ mod tests {
     }
 
     #[test]
+    fn copies_across_pods() {
+        let link = |args: &[&str]| match run(args) {
+            Ok(Run::Merge { engine, .. } | Run::Local { engine, .. }) => engine.link,
+            other => panic!("{other:?}"),
+        };
+        let l = link(&["merge", "a.pcap", "-w", "/dev/null"]).expect("linked by default");
+        assert!(!l.options.dedup && l.latency_report.is_none());
+        let l = link(&[
+            "--cmd",
+            "a=true",
+            "-w",
+            "/dev/null",
+            "--dedup",
+            "--latency-report",
+            "l.JSON",
+        ])
+        .unwrap();
+        assert!(l.options.dedup);
+        assert_eq!(l.latency_report, Some(PathBuf::from("l.JSON")));
+        assert_eq!(
+            link(&["merge", "a.pcap", "-w", "/dev/null", "--no-link"]),
+            None
+        );
+        let Err(e) = run(&[
+            "merge",
+            "a.pcap",
+            "-w",
+            "/dev/null",
+            "--latency-report",
+            "l.txt",
+        ]) else {
+            panic!()
+        };
+        assert!(e.to_string().contains(".csv or .json"), "{e}");
+    }
+
+    #[test]
     fn ring_options() {
         let mut r = RingOptions::default();
         ring_option(&mut r, "duration:1m").unwrap();
@@ -622,6 +680,23 @@ mod tests {
             ],
             &["-l", "app=x", "--max-duration", "5s", "--dry-run"],
             &["demo", "--duration", "0"],
+            &["merge", "a.pcap", "-w", "/dev/null", "--dedup", "--no-link"],
+            &[
+                "merge",
+                "a.pcap",
+                "-w",
+                "/dev/null",
+                "--latency-report",
+                "l.txt",
+            ],
+            &[
+                "--cmd",
+                "a=true",
+                "-w",
+                "/dev/null",
+                "--latency-report",
+                "l",
+            ],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

@@ -9,14 +9,15 @@ use std::io::{self, Write};
 pub const WRITE_CHUNK: usize = 256 * 1024;
 
 const OPT_END: u16 = 0;
+/// `opt_comment`, valid in every block.
+const OPT_COMMENT: u16 = 1;
 const IF_NAME: u16 = 2;
 const EPB_FLAGS: u16 = 2;
+const EPB_PACKETID: u16 = 5;
 const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const IF_FCSLEN: u16 = 13;
 const SHB_USERAPPL: u16 = 4;
-/// `opt_comment`, valid in every block.
-const OPT_COMMENT: u16 = 1;
 const ISB_STARTTIME: u16 = 2;
 const ISB_ENDTIME: u16 = 3;
 const ISB_IFRECV: u16 = 4;
@@ -131,11 +132,23 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Section Header Block with `shb_userappl`.
     pub fn section_header(&mut self, user_appl: &str) -> io::Result<()> {
+        self.section_header_with_comment(user_appl, None)
+    }
+
+    /// Section Header Block with `shb_userappl` and, when given, an `opt_comment`.
+    pub fn section_header_with_comment(
+        &mut self,
+        user_appl: &str,
+        comment: Option<&str>,
+    ) -> io::Result<()> {
         let start = self.begin(SHB);
         self.u32(BYTE_ORDER_MAGIC);
         self.u16(1);
         self.u16(0);
         self.u64(u64::MAX); // section length unknown
+        if let Some(c) = comment {
+            self.option(OPT_COMMENT, c.as_bytes());
+        }
         self.option(SHB_USERAPPL, user_appl.as_bytes());
         self.end_options();
         self.end_block(start)
@@ -169,9 +182,27 @@ impl<W: Write> PcapngWriter<W> {
         data: &[u8],
         flags: Option<u32>,
     ) -> io::Result<()> {
+        self.packet_with_id(iface, ts_ns, orig_len, data, flags, None)
+    }
+
+    /// Enhanced Packet Block; `epb_flags` and `epb_packetid` (option 5: copies of one packet
+    /// share it) written when given.
+    #[inline]
+    pub fn packet_with_id(
+        &mut self,
+        iface: u32,
+        ts_ns: u64,
+        orig_len: u32,
+        data: &[u8],
+        flags: Option<u32>,
+        packet_id: Option<u64>,
+    ) -> io::Result<()> {
         let cap = data.len();
         let padded = pad4(cap);
-        let opts = if flags.is_some() { 12 } else { 0 };
+        let opts = match (flags.is_some(), packet_id.is_some()) {
+            (false, false) => 0,
+            (f, p) => 4 + if f { 8 } else { 0 } + if p { 12 } else { 0 },
+        };
         let total = (32 + padded + opts) as u32;
         let mut hdr = [0u8; 28];
         hdr[0..4].copy_from_slice(&EPB.to_ne_bytes());
@@ -187,6 +218,11 @@ impl<W: Write> PcapngWriter<W> {
         self.buf.extend_from_slice(&[0u8; 3][..padded - cap]);
         if let Some(f) = flags {
             self.option(EPB_FLAGS, &f.to_ne_bytes());
+        }
+        if let Some(id) = packet_id {
+            self.option(EPB_PACKETID, &id.to_ne_bytes());
+        }
+        if opts > 0 {
             self.end_options();
         }
         self.u32(total);
@@ -267,4 +303,45 @@ fn split_ts(ns: u64) -> [u8; 8] {
     b[..4].copy_from_slice(&((ns >> 32) as u32).to_ne_bytes());
     b[4..].copy_from_slice(&(ns as u32).to_ne_bytes());
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CaptureDecoder, Decoder, Record};
+    use bytes::BytesMut;
+
+    #[test]
+    fn packet_ids_and_flags_make_valid_blocks() {
+        let mut w = PcapngWriter::new(Vec::new());
+        w.section_header_with_comment("t", Some("a comment"))
+            .unwrap();
+        w.interface(&InterfaceDescription {
+            link_type: 1,
+            snap_len: 0,
+            name: "x".into(),
+            ..InterfaceDescription::default()
+        })
+        .unwrap();
+        for (flags, id) in [
+            (None, None),
+            (Some(2), None),
+            (None, Some(7)),
+            (Some(1), Some(u64::MAX)),
+        ] {
+            w.packet_with_id(0, 5, 3, b"abc", flags, id).unwrap();
+        }
+        let out = w.into_inner().unwrap();
+        let mut buf = BytesMut::from(&out[..]);
+        let mut d = CaptureDecoder::new();
+        let mut seen = Vec::new();
+        while let Some(r) = d.decode(&mut buf).unwrap() {
+            if let Record::Packet(p) = r {
+                assert_eq!(&p.data[..], b"abc");
+                seen.push(p.flags);
+            }
+        }
+        d.decode_eof(&buf).unwrap();
+        assert_eq!(seen, vec![None, Some(2), None, Some(1)]);
+    }
 }
