@@ -689,6 +689,11 @@ fn debug_adds_an_ephemeral_container() {
 
     // PUT of the subresource with a duplicate name: 422.
     let mut dup = p.clone();
+    // unconditional (no resourceVersion): the kubelet's relist may update the pod's status
+    // between our GET and this PUT, which a conditional PUT meets as 409, as on a real cluster
+    if let Some(m) = dup["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
     let copy = dup["spec"]["ephemeralContainers"][1].clone();
     dup["spec"]["ephemeralContainers"]
         .as_array_mut()
