@@ -319,6 +319,7 @@ impl Engine {
         for (idx, s) in self.status.iter_mut().enumerate() {
             (s.packets, s.bytes) = self.output.source_totals(idx);
             s.late = self.merger.late(idx);
+            s.lag = self.merger.lag(idx);
             s.out_of_order = self.merger.out_of_order(idx);
         }
     }

@@ -434,8 +434,9 @@ fn config(s: &Settings, ctx: &Contexts, ns: &Namespaces) -> String {
     ));
     arg(&format!(
         "arg {{number=8}}{{call=--reorder-window}}{{display=Reorder window}}{{type=string}}\
-         {{default={}}}{{validation=^[0-9.]+(ns|us|ms|s|m|h)?$}}{{tooltip=How long to wait \
-         for a quiet pod before writing later packets of the others (300ms, 1s)}}\
+         {{default={}}}{{validation=^[0-9.]+(ns|us|ms|s|m|h)?$}}{{tooltip=The longest a \
+         packet is held for pods that may still deliver older ones; each pod is waited for \
+         only as long as its own delivery lag needs (2s, 500ms)}}\
          {{group=Capture}}",
         crate::flags::duration::Time(crate::merge::DEFAULT_WINDOW)
     ));

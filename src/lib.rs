@@ -14,6 +14,7 @@ pub mod extcap;
 pub mod flags;
 pub mod install;
 pub mod k8s;
+pub mod lag;
 pub mod link;
 pub mod live;
 pub mod merge;

@@ -11,26 +11,42 @@
 //! A source whose own packets go backwards in time is still merged without loss; such packets
 //! are counted.
 //!
-//! Live rule (watermark, [`Merger::with_window`]): a live source says nothing while its pod is
-//! quiet, so waiting for every source would stall. The smallest queued packet is released when
-//! every open source has something queued, or when each open source with nothing queued has
-//! been silent (nothing arrived from it) for a whole window, or when the packet itself has
-//! waited a whole window since it arrived (so a source whose clock lags cannot hold the others
-//! back for longer). The rule works on arrival times, not on the packets' timestamps, so
-//! captures replayed from old files merge in order too. A packet older than one already
-//! written is still written, never dropped, and counted as late. Packets of one source that
-//! arrive out of order (a capture on several CPUs, `tcpdump -i any`) are put back in order
-//! among its queued packets (its head included) and counted; once a source has done that,
-//! nothing is released while its head is younger than [`DISORDER_HOLD`] (unless many of its
-//! packets are queued, or the window is shorter), so its stragglers still find their place.
+//! Live rule (adaptive watermark, [`Merger::with_window`]): a live source says nothing while
+//! its pod is quiet, so waiting for every source would stall. Each source's delivery lag is
+//! learned ([`crate::lag`]: arrival time minus timestamp, smallest and largest over the last
+//! 10 s). The smallest queued packet, stamped `t`, is released once every open source with
+//! nothing queued would have delivered a packet stamped `t` by now: at `t + base + hold`, where
+//! `base` is that source's smallest lag and `hold` its spread of lags plus a quarter, plus
+//! [`HOLD_FLOOR`]. A source that hands packets over at once therefore costs a few
+//! milliseconds, one that delivers in blocks is waited for as long as its blocks need, and a
+//! source whose lag is not known yet (no packet so far) is waited for [`START_HOLD`] after it
+//! was last heard from. The reorder window (`--reorder-window`) is a cap: no packet waits
+//! longer than that after its arrival, whatever a source's lag. The rule compares the
+//! packets' timestamps with each source's own lag, so clocks that disagree, and captures
+//! replayed from old files, merge in order too. A packet older than one already written is
+//! still written, never dropped, and counted as late. Packets of one source that arrive out
+//! of order (a capture on several CPUs, `tcpdump -i any`) are put back in order among its
+//! queued packets (its head included) and counted; once a source has done that, nothing is
+//! released while its head is younger than [`DISORDER_HOLD`] (unless many of its packets are
+//! queued, or the window is shorter), so its stragglers still find their place.
 
+use crate::lag::Lag;
 use podcap_format::Record;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
-/// The live rule's reorder window when none is given (`--reorder-window`): how long a quiet
-/// source is waited for before later packets of the others are written (docs/design.md §8).
-pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
+/// The live rule's reorder window when none is given (`--reorder-window`): the longest a packet
+/// is held after its arrival for the sources that may still send older ones (docs/design.md §8).
+/// A cap: sources that deliver at once are waited for milliseconds, not this long.
+pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a source whose lag is not known yet (no packet so far) is waited for after it was
+/// last heard from (added, or its stream connected): its first packets may still be in flight.
+pub const START_HOLD: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Added to every source's learned hold: the scheduling noise of this host and of the source's
+/// (a source that has delivered everything at once so far may still be a few ms late).
+pub const HOLD_FLOOR: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 struct SourceQueue {
@@ -48,6 +64,28 @@ struct SourceQueue {
     last_arrival: u64,
     /// Generation of this source's heap entry; older entries are stale.
     gen: u64,
+    /// Live rule: how late this source delivers.
+    lag: Lag,
+}
+
+impl SourceQueue {
+    /// Live rule: the arrival time (ns, the merge's clock) by which this source, now with
+    /// nothing queued, would have delivered a packet stamped `ts`.
+    fn expected_by(&self, ts: u64, start_hold: u64) -> u64 {
+        if !self.lag.known() {
+            return self.last_arrival.saturating_add(start_hold);
+        }
+        let at = i128::from(ts) + i128::from(self.lag.base()) + i128::from(hold(&self.lag));
+        at.clamp(0, i128::from(u64::MAX)) as u64
+    }
+}
+
+/// Live rule: how long after its quickest delivery a source may still deliver (ns).
+fn hold(lag: &Lag) -> u64 {
+    let spread = lag.spread();
+    spread
+        .saturating_add(spread / 4)
+        .saturating_add(HOLD_FLOOR.as_nanos() as u64)
 }
 
 /// Live rule: how long the packets of a source that has delivered packets out of order are
@@ -82,6 +120,8 @@ pub struct Merger {
     disordered: Vec<usize>,
     /// Live rule: [`DISORDER_HOLD`] in ns (never more than the window).
     hold: u64,
+    /// Live rule: [`START_HOLD`] in ns (never more than the window).
+    start_hold: u64,
     /// Sources whose head is a timeless record (lowest source first, so that under the exact
     /// rule interfaces are announced in input order).
     timeless: BTreeSet<usize>,
@@ -108,6 +148,7 @@ impl Merger {
         Self {
             window: Some(window),
             hold: window.min(DISORDER_HOLD.as_nanos() as u64),
+            start_hold: window.min(START_HOLD.as_nanos() as u64),
             ..Self::default()
         }
     }
@@ -143,7 +184,12 @@ impl Merger {
         let s = &mut self.sources[src];
         if let Record::Packet(p) = &mut rec {
             match p.ts {
-                Some(ts) => s.last_pushed_ts = ts,
+                Some(ts) => {
+                    s.last_pushed_ts = ts;
+                    if self.window.is_some() {
+                        s.lag.record(ts, now);
+                    }
+                }
                 None => p.ts = Some(s.last_pushed_ts),
             }
         }
@@ -202,6 +248,14 @@ impl Merger {
     /// Packets of `src` written after a later packet (live rule).
     pub fn late(&self, src: usize) -> u64 {
         self.sources[src].late
+    }
+
+    /// Live rule: the lag of `src` (ns): how much later than its quickest packet it has
+    /// delivered one over the last 10 s, once a packet of it has arrived. The others wait for
+    /// it that long and a quarter more, plus [`HOLD_FLOOR`].
+    pub fn lag(&self, src: usize) -> Option<u64> {
+        let s = &self.sources[src];
+        (self.window.is_some() && s.lag.known()).then(|| s.lag.spread())
     }
 
     /// Packets of `src` that were older than one released before them from the same source.
@@ -264,31 +318,34 @@ impl Merger {
             self.heap.pop();
         }
         if let Some(window) = self.window {
-            let Some(&Reverse((_, src, _))) = self.heap.peek() else {
+            let Some(&Reverse((ts, src, _))) = self.heap.peek() else {
                 return if self.open_empty > 0 {
                     Next::WaitUntil(None)
                 } else {
                     Next::Done
                 };
             };
+            // never held longer than the window after its arrival
+            let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
+            let cap = arrived.saturating_add(window);
             if self.open_empty > 0 {
-                // the latest moment a silent source may still speak up
-                let silent_at = self
+                // the latest moment a source with nothing queued may still deliver something
+                // stamped before this packet
+                let start_hold = self.start_hold;
+                let release_at = self
                     .sources
                     .iter()
                     .filter(|s| s.open && s.queue.is_empty())
-                    .map(|s| s.last_arrival.saturating_add(window))
+                    .map(|s| s.expected_by(ts, start_hold))
                     .max()
-                    .unwrap_or(0);
-                let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
-                let release_at = silent_at.min(arrived.saturating_add(window));
+                    .unwrap_or(0)
+                    .min(cap);
                 if now < release_at {
                     return Next::WaitUntil(Some(release_at));
                 }
             }
             // a source known to deliver out of order may still send something older than
             // its head: hold until its head has waited a little (not past the window)
-            let arrived = self.sources[src].queue.front().map_or(0, |(_, a)| *a);
             let mut hold_until = 0;
             for &d in &self.disordered {
                 let q = &self.sources[d].queue;
@@ -298,7 +355,7 @@ impl Merger {
                     }
                 }
             }
-            let hold_until = hold_until.min(arrived.saturating_add(window));
+            let hold_until = hold_until.min(cap);
             if now < hold_until {
                 return Next::WaitUntil(Some(hold_until));
             }
@@ -374,41 +431,123 @@ mod tests {
         assert_eq!(m.step(), Next::Done);
     }
 
+    const MS: u64 = 1_000_000;
+
     #[test]
-    fn live_rule_waits_for_recently_active_sources_only() {
-        let ms = 1_000_000;
-        let mut m = Merger::with_window(std::time::Duration::from_millis(100));
+    fn live_rule_waits_for_a_source_without_lag_for_the_start_hold_only() {
+        let mut m = Merger::with_window(std::time::Duration::from_secs(2));
         let a = m.add_source_at(0);
         let b = m.add_source_at(0);
         assert_eq!(m.step_at(0), Next::WaitUntil(None));
-        // old timestamps (a replayed file) do not matter: arrival times do
-        m.push_at(a, pkt(5), 50 * ms);
-        assert_eq!(m.step_at(60 * ms), Next::WaitUntil(Some(100 * ms)));
-        m.push_at(b, pkt(3), 70 * ms);
-        assert!(matches!(m.step_at(70 * ms), Next::Record(1, _)));
-        // b just spoke: a's packet waits for b's next, at most a window after b's last arrival
-        assert_eq!(m.step_at(80 * ms), Next::WaitUntil(Some(150 * ms)));
-        m.push_at(b, pkt(9), 90 * ms);
-        assert!(matches!(m.step_at(90 * ms), Next::Record(0, _)));
-        // a is silent now; b's packet goes once a has been silent for the window (a's last
-        // arrival 50 ms + 100 ms) — and never later than a window after its own arrival
-        assert_eq!(m.step_at(100 * ms), Next::WaitUntil(Some(150 * ms)));
-        assert!(matches!(m.step_at(150 * ms), Next::Record(1, _)));
-        // a speaks up with an older packet: written anyway, counted late
-        m.push_at(a, pkt(7), 160 * ms);
-        m.push_at(b, pkt(20), 160 * ms);
-        assert!(matches!(m.step_at(160 * ms), Next::Record(0, _)));
-        assert_eq!(m.late(a), 1);
-        // a lagging source (b keeps sending) cannot hold a's packet beyond its own window
-        m.push_at(a, pkt(30), 170 * ms);
-        assert!(matches!(m.step_at(170 * ms), Next::Record(1, _)));
-        m.push_at(b, pkt(21), 200 * ms);
-        assert!(matches!(m.step_at(200 * ms), Next::Record(1, _)));
-        assert_eq!(m.step_at(200 * ms), Next::WaitUntil(Some(270 * ms)));
-        assert!(matches!(m.step_at(270 * ms), Next::Record(0, _)));
+        // b has sent nothing yet: waited for the start hold after it was added
+        m.push_at(a, pkt(5), 50 * MS);
+        assert_eq!(m.step_at(60 * MS), Next::WaitUntil(Some(300 * MS)));
+        m.push_at(b, pkt(3), 70 * MS);
+        assert!(matches!(m.step_at(70 * MS), Next::Record(1, _)));
+        // a source heard from again (its stream connected) is waited for again
+        let c = m.add_source_at(0);
+        m.heard_from(c, 900 * MS);
+        assert_eq!(m.step_at(900 * MS), Next::WaitUntil(Some(1200 * MS)));
+    }
+
+    #[test]
+    fn live_rule_waits_for_what_a_prompt_source_could_still_deliver_only() {
+        let mut m = Merger::with_window(std::time::Duration::from_secs(2));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        // both deliver 1 ms after capture
+        for i in 0..10 {
+            let t = 1000 * MS + i * 10 * MS;
+            m.push_at(a, pkt(t), t + MS);
+            m.push_at(b, pkt(t + 5 * MS), t + 6 * MS);
+            let _ = drain_at(&mut m, t + 6 * MS);
+        }
+        let _ = drain_at(&mut m, 1200 * MS);
+        assert_eq!(m.lag(a), Some(0));
+        // a packet of a at 2000 ms: b, quiet, would have delivered one stamped so by 2001 ms;
+        // held that long and the floor more, not for a window
+        m.push_at(a, pkt(2000 * MS), 2001 * MS);
+        assert_eq!(
+            m.step_at(2001 * MS),
+            Next::WaitUntil(Some(2001 * MS + HOLD_FLOOR.as_nanos() as u64))
+        );
+        assert!(matches!(m.step_at(2011 * MS), Next::Record(0, _)));
+    }
+
+    #[test]
+    fn live_rule_learns_a_block_delivering_source_and_writes_it_in_order() {
+        // a delivers each packet 1 ms after capture; b hands over blocks of the last 800 ms
+        let mut m = Merger::with_window(std::time::Duration::from_secs(2));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        let mut out = Vec::new();
+        let mut late_after_first_block = 0;
+        for step in 0..400u64 {
+            let now = 10 * MS * step + 1_000 * MS;
+            m.push_at(a, pkt(now - MS), now);
+            if step % 80 == 79 {
+                for k in (0..80).rev() {
+                    m.push_at(b, pkt(now - k * 10 * MS - 3 * MS), now);
+                }
+            }
+            if step == 160 {
+                late_after_first_block = m.late(a) + m.late(b);
+            }
+            out.extend(drain_at(&mut m, now));
+        }
         m.close(a);
         m.close(b);
-        assert_eq!(m.step_at(300 * ms), Next::Done);
+        out.extend(drain_at(&mut m, u64::MAX));
+        // the first block is late (nothing was known of b); after it, nothing
+        assert!(m.late(b) > 0);
+        assert_eq!(m.late(a) + m.late(b), late_after_first_block);
+        let lag = m.lag(b).unwrap();
+        assert!((780 * MS..=800 * MS).contains(&lag), "{lag}");
+        let after: Vec<u64> = out
+            .iter()
+            .map(|&(_, t)| t)
+            .filter(|&t| t > 2_700 * MS)
+            .collect();
+        assert!(after.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(out.len(), 400 + 400);
+    }
+
+    #[test]
+    fn live_rule_never_holds_past_the_window() {
+        let mut m = Merger::with_window(std::time::Duration::from_millis(500));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        // b replays an old capture: its lag is huge, and spreads over its file
+        m.push_at(b, pkt(10 * MS), 1000 * MS);
+        m.push_at(b, pkt(900 * MS), 1000 * MS);
+        let _ = drain_at(&mut m, 1000 * MS);
+        m.push_at(a, pkt(5000 * MS), 5000 * MS);
+        assert_eq!(m.step_at(5000 * MS), Next::WaitUntil(Some(5500 * MS)));
+    }
+
+    #[test]
+    fn live_rule_compares_timestamps_on_each_sources_own_clock() {
+        let mut m = Merger::with_window(std::time::Duration::from_secs(2));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        // b's clock is 40 ms ahead: its packets arrive "39 ms before" their timestamps
+        for i in 0..5 {
+            let t = 1000 * MS + i * MS;
+            m.push_at(a, pkt(t), t + MS);
+            m.push_at(b, pkt(t + 40 * MS), t + MS);
+        }
+        let _ = drain_at(&mut m, 1060 * MS);
+        // a packet of b stamped 1100 ms (captured at 1060 ms on a's clock): a, quiet, could
+        // still deliver a packet stamped up to 1100 ms until 1101 ms (+ the floor)
+        m.push_at(b, pkt(1100 * MS), 1061 * MS);
+        assert_eq!(
+            m.step_at(1061 * MS),
+            Next::WaitUntil(Some(1101 * MS + HOLD_FLOOR.as_nanos() as u64))
+        );
+        // and a packet of a waits for b only as long as b could still send an older one
+        let mut m2 = m;
+        m2.push_at(a, pkt(1070 * MS), 1071 * MS);
+        assert!(matches!(m2.step_at(1071 * MS), Next::Record(0, _)));
     }
 
     #[test]

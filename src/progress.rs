@@ -18,6 +18,8 @@ pub struct SourceStatus {
     pub bytes: u64,
     pub dropped: Option<u64>,
     pub late: u64,
+    /// Live: the source's delivery lag (ns) over the last 10 s (`crate::lag`), once known.
+    pub lag: Option<u64>,
     pub out_of_order: u64,
     /// Times the capture ended by itself and was resumed, and the time missed in all.
     pub gaps: u32,
@@ -109,16 +111,16 @@ fn fit(s: &str, width: usize) -> String {
     format!("…{keep}")
 }
 
-/// The columns after the name: state, packets, bytes, rate, drops, late.
+/// The columns after the name: state, packets, bytes, rate, drops, late, lag.
 const STATE_W: usize = 10;
 /// Width of everything but the name, the spinner ("x ") included, and a last column left
 /// free (a line that fills the terminal wraps on some).
-const FIXED_W: usize = 2 + STATE_W + 1 + 8 + 1 + 9 + 1 + 10 + 1 + 5 + 1 + 5 + 1 + 1;
+const FIXED_W: usize = 2 + STATE_W + 1 + 8 + 1 + 9 + 1 + 10 + 1 + 5 + 1 + 5 + 1 + 6 + 1 + 1;
 
-fn columns(width: usize, cells: [&str; 7]) -> String {
+fn columns(width: usize, cells: [&str; 8]) -> String {
     let name_w = width.saturating_sub(FIXED_W).max(8);
     format!(
-        "{:<name_w$} {:<STATE_W$} {:>8} {:>9} {:>10} {:>5} {:>5}",
+        "{:<name_w$} {:<STATE_W$} {:>8} {:>9} {:>10} {:>5} {:>5} {:>6}",
         fit(cells[0], name_w),
         fit(cells[1], STATE_W),
         cells[2],
@@ -126,7 +128,18 @@ fn columns(width: usize, cells: [&str; 7]) -> String {
         cells[4],
         cells[5],
         cells[6],
+        cells[7],
     )
+}
+
+/// A source's lag as a progress cell: `4ms`, `1.3s`, `<1ms`, `-` while unknown.
+fn show_lag(lag: Option<u64>) -> String {
+    match lag {
+        None => "-".into(),
+        Some(ns) if ns < 1_000_000 => "<1ms".into(),
+        Some(ns) if ns < 1_000_000_000 => format!("{}ms", ns / 1_000_000),
+        Some(ns) => format!("{:.1}s", ns as f64 / 1e9),
+    }
 }
 
 impl Progress {
@@ -178,7 +191,7 @@ impl Progress {
         header.set_message(columns(
             width,
             [
-                "SOURCE", "STATE", "PACKETS", "BYTES", "RATE", "DROPS", "LATE",
+                "SOURCE", "STATE", "PACKETS", "BYTES", "RATE", "DROPS", "LATE", "LAG",
             ],
         ));
         while self.rows.len() < sources.len() {
@@ -204,6 +217,7 @@ impl Progress {
                     &rate,
                     &s.dropped.map_or("-".to_string(), |d| d.to_string()),
                     &s.late.to_string(),
+                    &show_lag(s.lag),
                 ],
             ));
             self.rows[i].tick();

@@ -383,7 +383,7 @@ pub struct LiveArgs {
     /// Also read a capture stream from standard input, under this name (default "stdin").
     #[arg(long = "stdin", value_name = "NAME", num_args = 0..=1, default_missing_value = "stdin", help_heading = "Local sources (instead of pods)")]
     pub stdin: Option<String>,
-    /// How long to wait for a quiet source before writing later packets of the others (300ms, 1s, 0.5); packets arriving later still are written and counted as late.
+    /// The longest a packet is held for sources that may still deliver older ones (2s, 500ms); each source is waited for only as long as its measured delivery lag needs. Packets arriving later still are written and counted as late.
     #[arg(long = "reorder-window", value_name = "TIME", default_value_t = Time(crate::merge::DEFAULT_WINDOW), help_heading = "Live merge")]
     pub reorder_window: Time,
     /// Bytes each source may have read ahead of the output (backpressure bound), in KiB.
