@@ -18,6 +18,7 @@ pub mod key;
 pub mod latency;
 pub mod matcher;
 pub mod report;
+pub mod skew;
 
 use key::{identify, Direction, Endpoint};
 use latency::LatencyTable;
