@@ -1,5 +1,5 @@
 //! Delivery lag of one live source: how late its packets reach the merge compared with the
-//! earliest they could (docs/design.md §8).
+//! earliest they could (docs/design.md §2).
 //!
 //! A packet's lag is its arrival time (the engine's clock) minus its timestamp (the source's
 //! clock). The two clocks need not agree (another node, a replayed file): only differences of

@@ -36,7 +36,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 /// The live rule's reorder window when none is given (`--reorder-window`): the longest a packet
-/// is held after its arrival for the sources that may still send older ones (docs/design.md §8).
+/// is held after its arrival for the sources that may still send older ones (docs/design.md §2).
 /// A cap: sources that deliver at once are waited for milliseconds, not this long.
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
