@@ -563,9 +563,14 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
     report.sources = status;
     report.clocks = clocks.map(crate::clocks::Clocks::finish);
     let delivered = output.delivered();
+    let clock_rows = report
+        .clocks
+        .as_ref()
+        .map(|c| c.captured.rows())
+        .unwrap_or_default();
     let link_error = link.map(|l| {
         let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
-        let (summary, err) = l.finish(&names);
+        let (summary, err) = l.finish(&names, clock_rows);
         report.link = Some(summary);
         err
     });

@@ -104,6 +104,9 @@ pub struct Settings {
     /// A boolflag: Wireshark passes it only when ticked.
     #[arg(long)]
     pub dedup: bool,
+    /// A boolflag, as `dedup`.
+    #[arg(long)]
+    pub correct_skew: bool,
 }
 
 /// Is this an extcap call? (Any of Wireshark's extcap flags before a `--`.)
@@ -445,6 +448,12 @@ fn config(s: &Settings, ctx: &Contexts, ns: &Namespaces) -> String {
          {default=false}{tooltip=Keep one copy of a packet two captured pods both saw (the \
          sender's), so Wireshark's TCP analysis flags no false retransmissions}{group=Capture}",
     );
+    arg(
+        "arg {number=10}{call=--correct-skew}{display=Correct clocks between nodes}\
+         {type=boolflag}{default=false}{tooltip=Shift each node's timestamps by its clock's \
+         offset, measured from packets sent both ways between pods (the capture starts up to 5 s \
+         later)}{group=Capture}",
+    );
     out
 }
 
@@ -501,6 +510,9 @@ pub fn capture_argv(s: &Settings, filter: Option<&str>) -> Vec<String> {
     if s.dedup {
         a.push("--dedup".into());
     }
+    if s.correct_skew {
+        a.push("--correct-skew".into());
+    }
     if let Some(f) = filter {
         a.extend(["-f".into(), f.into()]);
     }
@@ -553,6 +565,7 @@ mod tests {
             interface: Some("any".into()),
             reorder_window: Some("300ms".into()),
             dedup: true,
+            correct_skew: true,
             ..Settings::default()
         };
         let a = capture_argv(&s, Some("tcp port 80"));
@@ -571,6 +584,7 @@ mod tests {
                 "--reorder-window",
                 "300ms",
                 "--dedup",
+                "--correct-skew",
                 "-f",
                 "tcp port 80"
             ]

@@ -59,8 +59,14 @@ impl Stage {
 
     /// Ends the stage: the summary, and the latency report written if asked for (its failure
     /// is returned as a message naming the file).
-    pub fn finish(self, sources: &[String]) -> (LinkSummary, Option<String>) {
-        let summary = self.linker.finish();
+    /// `clocks`: the clock rows of the report (`podcap_identity::skew`).
+    pub fn finish(
+        self,
+        sources: &[String],
+        clocks: Vec<podcap_identity::report::Row>,
+    ) -> (LinkSummary, Option<String>) {
+        let mut summary = self.linker.finish();
+        summary.clocks = clocks;
         let err = self.report.and_then(|path| {
             summary
                 .write_report(&path, sources)

@@ -310,6 +310,7 @@ impl Linker {
             evicted_early: self.matcher.evicted_early,
             latency: self.latency,
             names: self.names,
+            clocks: Vec::new(),
         }
     }
 }

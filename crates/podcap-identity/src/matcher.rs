@@ -490,7 +490,8 @@ impl Matcher {
 
     fn insert(&mut self, key: u64, near: u64, entry: Entry, o: &Offer<'_>) {
         let set = near as usize & self.mask;
-        let way = if self.done[set] != 0 {
+        let reuse_done = self.done[set] != 0;
+        let way = if reuse_done {
             self.done[set].trailing_zeros() as usize
         } else {
             let w = usize::from(self.next_way[set]);
@@ -502,7 +503,10 @@ impl Matcher {
         let now = (o.ts >> TIME_SHIFT) as u32;
         if meta.tags[way] == 0 {
             self.occupied += 1;
-        } else if now.wrapping_sub(meta.times[way]) <= (self.cfg.window_ns >> TIME_SHIFT) as u32 {
+        } else if !reuse_done
+            && now.wrapping_sub(meta.times[way]) <= (self.cfg.window_ns >> TIME_SHIFT) as u32
+        {
+            // (an entry whose copies are all linked is no loss when it is overwritten)
             // (the coarse time, to leave the entry's own line unread)
             self.evicted_early += 1;
         }

@@ -58,6 +58,9 @@ pub struct LinkSummary {
     pub evicted_early: u64,
     pub latency: LatencyTable,
     pub names: HashMap<IpAddr, String>,
+    /// Clock rows of the latency report (`kind` `clock`, see [`Row::clock`]), filled by whoever
+    /// estimated the clocks (`crate::skew`).
+    pub clocks: Vec<Row>,
 }
 
 /// One row of the latency report.
@@ -73,6 +76,24 @@ pub struct Row {
     pub min_ns: i64,
     pub max_ns: i64,
     pub mean_ns: i64,
+}
+
+impl Row {
+    /// A clock row: `to`'s clock minus `from`'s (the reference), from `pairs` linked pairs;
+    /// p50, p99 and mean hold the offset, min and max the offset ∓ its uncertainty.
+    pub fn clock(from: &str, to: &str, pairs: u64, offset_ns: i64, uncertainty_ns: i64) -> Row {
+        Row {
+            kind: "clock",
+            from: from.to_string(),
+            to: to.to_string(),
+            packets: pairs,
+            p50_ns: offset_ns,
+            p99_ns: offset_ns,
+            min_ns: offset_ns.saturating_sub(uncertainty_ns),
+            max_ns: offset_ns.saturating_add(uncertainty_ns),
+            mean_ns: offset_ns,
+        }
+    }
 }
 
 fn row(kind: &'static str, from: String, to: String, h: &Histogram) -> Row {
@@ -122,6 +143,7 @@ impl LinkSummary {
         out.extend(self.latency.services.iter().map(|((svc, backend), h)| {
             row("service", self.endpoint(svc), self.endpoint(backend), h)
         }));
+        out.extend(self.clocks.iter().cloned());
         out
     }
 

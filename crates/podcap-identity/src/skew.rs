@@ -829,6 +829,20 @@ impl SkewEstimator {
         self.edges.iter().map(|e| e.open.len()).sum()
     }
 
+    /// The latency report's clock rows: one per node with an estimate, relative to the
+    /// reference (`report::Row::clock`).
+    pub fn rows(&self) -> Vec<crate::report::Row> {
+        let Some(reference) = self.reference() else {
+            return Vec::new();
+        };
+        self.estimates()
+            .into_iter()
+            .map(|(node, e)| {
+                crate::report::Row::clock(reference, &node, e.pairs, e.offset_ns, e.uncertainty_ns)
+            })
+            .collect()
+    }
+
     /// The run summary: one line per node other than the reference, e.g.
     /// `node-2 is +40.00 ms (± 2.1 µs) from node-1, from 812 pairs, drifting +12.0 ppm`, or why
     /// it has no estimate. Nothing when no pair crossed nodes.
