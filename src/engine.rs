@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub report_errors: bool,
     /// Packet identity across sources (`None`: `--no-link`); see [`crate::link`].
     pub link: Option<crate::link::LinkConfig>,
+    /// Clocks between nodes (`--correct-skew`); only with `link`. See [`crate::clocks`].
+    pub clocks: crate::clocks::ClockConfig,
 }
 
 impl EngineConfig {
@@ -55,6 +57,7 @@ impl EngineConfig {
             progress: false,
             report_errors: true,
             link: Some(crate::link::LinkConfig::default()),
+            clocks: crate::clocks::ClockConfig::default(),
         }
     }
 }
@@ -79,6 +82,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// What packet identity found (copies linked or dropped, latency).
     pub link: Option<podcap_identity::report::LinkSummary>,
+    /// What was learned of the clocks of the sources' nodes (when copies were linked).
+    pub clocks: Option<crate::clocks::ClockReport>,
 }
 
 impl Report {
@@ -121,6 +126,9 @@ impl Report {
             let names: Vec<String> = self.sources.iter().map(|s| s.name.clone()).collect();
             extra.extend(l.lines(&names));
         }
+        if let Some(c) = &self.clocks {
+            extra.extend(c.lines());
+        }
         extra.extend(self.notes.iter().cloned());
         summary(&self.sources, self.errors(), &extra)
     }
@@ -150,6 +158,7 @@ struct Engine {
     /// The interruption has been said.
     interrupted: bool,
     link: Option<crate::link::Stage>,
+    clocks: Option<crate::clocks::Clocks>,
 }
 
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -161,6 +170,10 @@ impl Engine {
         if let SourceEvent::Started { label, budget } = msg.event {
             let idx = self.merger.add_source_at(now);
             self.output.add_source(label.clone());
+            if let Some(c) = &mut self.clocks {
+                c.started(idx, label.node.as_deref().unwrap_or(&label.name));
+                c.announce(&mut self.output, idx);
+            }
             self.ids.insert(msg.src, idx);
             self.srcs.push(Src {
                 budget,
@@ -189,7 +202,10 @@ impl Engine {
                 if self.status[idx].state != SourceState::Stopping {
                     self.status[idx].state = SourceState::Capturing;
                 }
-                for rec in records {
+                for mut rec in records {
+                    if let Some(c) = &mut self.clocks {
+                        c.arrived(idx, &mut rec);
+                    }
                     self.merger.push_at(idx, rec, now);
                 }
             }
@@ -397,6 +413,9 @@ impl Engine {
                 for idx in 0..self.srcs.len() {
                     self.merger.close(idx);
                 }
+                if let Some(c) = &mut self.clocks {
+                    c.release(&mut self.merger, &mut self.output);
+                }
                 while let Next::Record(idx, rec) = self.merger.step_at(u64::MAX) {
                     self.write(idx, rec)?;
                 }
@@ -413,36 +432,45 @@ impl Engine {
                     Err(_) => break,
                 }
             }
-            // write what the rule releases
+            // write what the rule releases (once the clocks' estimates allow it)
             let mut wait: Option<Duration> = None;
             let mut n = 0;
-            loop {
-                match self.merger.step_at(now) {
-                    Next::Record(idx, rec) => {
-                        self.write(idx, rec)?;
-                        if self.cfg.count.is_some_and(|c| self.written >= c)
-                            && self.report.stopped_by.is_none()
-                        {
-                            // stop the sources gracefully: their final counts still arrive
-                            self.report.stopped_by =
-                                Some(format!("{} packets written", self.written));
-                            self.stop.request(StopLevel::Graceful);
+            let held = self
+                .clocks
+                .as_mut()
+                .is_some_and(|c| c.hold(&mut self.merger, &mut self.output));
+            if held {
+                wait = Some(Duration::from_millis(50));
+            }
+            if !held {
+                loop {
+                    match self.merger.step_at(now) {
+                        Next::Record(idx, rec) => {
+                            self.write(idx, rec)?;
+                            if self.cfg.count.is_some_and(|c| self.written >= c)
+                                && self.report.stopped_by.is_none()
+                            {
+                                // stop the sources gracefully: their final counts still arrive
+                                self.report.stopped_by =
+                                    Some(format!("{} packets written", self.written));
+                                self.stop.request(StopLevel::Graceful);
+                            }
+                            n += 1;
+                            if n >= 4096 {
+                                wait = Some(Duration::ZERO);
+                                break;
+                            }
                         }
-                        n += 1;
-                        if n >= 4096 {
-                            wait = Some(Duration::ZERO);
+                        Next::WaitUntil(Some(t)) => {
+                            wait = Some(Duration::from_nanos(t.saturating_sub(now)));
                             break;
                         }
+                        Next::WaitUntil(None) | Next::NeedInput(_) => break,
+                        // live sources may still be registered (a watcher finds new pods) until
+                        // every holder of the channel is gone
+                        Next::Done if self.cfg.window.is_some() && !disconnected => break,
+                        Next::Done => return Ok(()),
                     }
-                    Next::WaitUntil(Some(t)) => {
-                        wait = Some(Duration::from_nanos(t.saturating_sub(now)));
-                        break;
-                    }
-                    Next::WaitUntil(None) | Next::NeedInput(_) => break,
-                    // live sources may still be registered (a watcher finds new pods) until
-                    // every holder of the channel is gone
-                    Next::Done if self.cfg.window.is_some() && !disconnected => break,
-                    Next::Done => return Ok(()),
                 }
             }
             if Instant::now() >= next_tick {
@@ -493,8 +521,14 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         notes: HashMap::new(),
         interrupted: false,
         link: None,
+        clocks: None,
     };
     engine.link = engine.cfg.link.as_ref().map(crate::link::Stage::new);
+    if let Some(link) = &mut engine.link {
+        let clocks = crate::clocks::Clocks::new(&engine.cfg.clocks, engine.cfg.window.is_some());
+        link.add_observer(clocks.observer());
+        engine.clocks = Some(clocks);
+    }
     if let Some(w) = engine.cfg.window {
         engine.merger = Merger::with_window(w);
     }
@@ -523,9 +557,11 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         status,
         mut report,
         link,
+        clocks,
         ..
     } = engine;
     report.sources = status;
+    report.clocks = clocks.map(crate::clocks::Clocks::finish);
     let delivered = output.delivered();
     let link_error = link.map(|l| {
         let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();

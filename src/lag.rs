@@ -1,5 +1,5 @@
 //! Delivery lag of one live source: how late its packets reach the merge compared with the
-//! earliest they could (docs/design.md §8).
+//! earliest they could (docs/design.md §2).
 //!
 //! A packet's lag is its arrival time (the engine's clock) minus its timestamp (the source's
 //! clock). The two clocks need not agree (another node, a replayed file): only differences of
@@ -78,6 +78,17 @@ impl Lag {
         }
     }
 
+    /// The source's timestamps are shifted by `delta` ns from now on (a clock correction):
+    /// its lags so far are restated as if they had been.
+    pub fn shift(&mut self, delta: i64) {
+        for b in &mut self.buckets {
+            b.min = b.min.saturating_sub(delta);
+            b.max = b.max.saturating_sub(delta);
+        }
+        self.base = self.base.saturating_sub(delta);
+        self.high = self.high.saturating_sub(delta);
+    }
+
     /// Whether a packet was ever recorded.
     pub fn known(&self) -> bool {
         self.known
@@ -152,6 +163,18 @@ mod tests {
         l.record(S, S + 500 * MS);
         l.record(2 * S, 2 * S + MS);
         assert_eq!(l.spread(), 499 * MS);
+    }
+
+    #[test]
+    fn a_shift_moves_the_base_not_the_spread() {
+        let mut l = Lag::default();
+        l.record(S, S + 2 * MS);
+        l.record(S + MS, S + 5 * MS);
+        l.shift(-40 * MS as i64); // timestamps 40 ms earlier from now on
+        assert_eq!(l.base(), 42 * MS as i64);
+        assert_eq!(l.spread(), 2 * MS);
+        l.record(2 * S - 40 * MS, 2 * S + 2 * MS);
+        assert_eq!(l.spread(), 2 * MS);
     }
 
     #[test]

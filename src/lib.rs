@@ -8,6 +8,7 @@
 //! mapping and pcapng encoding via [`podcap_format::encode`], [`sink`]: stdout, file or ring). [`offline`] feeds files (`podcap-merge merge`), [`live`] feeds commands and
 //! stdin; both run the same engine.
 
+pub mod clocks;
 pub mod engine;
 pub mod error;
 pub mod extcap;

@@ -411,6 +411,7 @@ pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> 
                 SourceLabel {
                     name: spec.name.clone(),
                     origin: format!("command `{}`", spec.command),
+                    node: None,
                 },
                 opts.budget,
             );
@@ -421,6 +422,7 @@ pub fn run_live(opts: LiveOptions, mut cfg: EngineConfig) -> io::Result<Report> 
                 SourceLabel {
                     name,
                     origin: "<stdin>".into(),
+                    node: None,
                 },
                 opts.budget,
             );

@@ -36,7 +36,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 /// The live rule's reorder window when none is given (`--reorder-window`): the longest a packet
-/// is held after its arrival for the sources that may still send older ones (docs/design.md §8).
+/// is held after its arrival for the sources that may still send older ones (docs/design.md §2).
 /// A cap: sources that deliver at once are waited for milliseconds, not this long.
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -234,6 +234,37 @@ impl Merger {
     pub fn heard_from(&mut self, src: usize, now: u64) {
         let s = &mut self.sources[src];
         s.last_arrival = s.last_arrival.max(now);
+    }
+
+    /// The timestamps of `src` are shifted by `delta` ns (a clock correction): its queued
+    /// packets are shifted now, as if they had come so; what it pushes next must come shifted.
+    pub fn shift(&mut self, src: usize, delta: i64) {
+        let s = &mut self.sources[src];
+        let by = |ts: u64| (ts as i64).saturating_add(delta).max(0) as u64;
+        for (rec, _) in &mut s.queue {
+            if let Record::Packet(p) = rec {
+                p.ts = p.ts.map(by);
+            }
+        }
+        s.last_pushed_ts = by(s.last_pushed_ts);
+        s.lag.shift(delta);
+        if !s.queue.is_empty() {
+            self.index_head(src); // its head's key moved
+        }
+    }
+
+    /// Whether a source may still push records.
+    pub fn any_open(&self) -> bool {
+        self.sources.iter().any(|s| s.open)
+    }
+
+    /// Packets of `src` queued (not released yet).
+    pub fn queued_packets(&self, src: usize) -> usize {
+        self.sources[src]
+            .queue
+            .iter()
+            .filter(|(r, _)| matches!(r, Record::Packet(_)))
+            .count()
     }
 
     /// No more records will come from `src`.
@@ -510,6 +541,31 @@ mod tests {
             .collect();
         assert!(after.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(out.len(), 400 + 400);
+    }
+
+    #[test]
+    fn a_shifted_source_is_merged_on_its_corrected_clock() {
+        let mut m = Merger::with_window(std::time::Duration::from_secs(2));
+        let a = m.add_source_at(0);
+        let b = m.add_source_at(0);
+        // b's clock is 40 ms ahead
+        m.push_at(b, pkt(1045 * MS), 1006 * MS);
+        m.push_at(b, pkt(1050 * MS), 1011 * MS);
+        m.push_at(a, pkt(1008 * MS), 1009 * MS);
+        m.shift(b, -40 * MS as i64);
+        m.push_at(b, pkt(1012 * MS), 1013 * MS); // comes corrected from now on
+        m.close(a);
+        m.close(b);
+        assert_eq!(
+            drain_at(&mut m, 2000 * MS),
+            vec![
+                (b, 1005 * MS),
+                (a, 1008 * MS),
+                (b, 1010 * MS),
+                (b, 1012 * MS)
+            ]
+        );
+        assert_eq!(m.late(a) + m.late(b), 0);
     }
 
     #[test]

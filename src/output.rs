@@ -14,6 +14,9 @@ pub struct SourceLabel {
     pub name: String,
     /// Where the source comes from, for `if_description` (a path, a command, a pod…).
     pub origin: String,
+    /// The node whose clock stamps its packets (a pod's `spec.nodeName`); `None`: the source
+    /// is a clock of its own (a command, a file).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +34,9 @@ struct SourceState {
     reannounce: Option<usize>,
     /// The gaps of a resumed capture, for its interfaces' statistics comment.
     gaps: Vec<String>,
+    /// What was done to this source's timestamps (`--correct-skew`), for its interfaces'
+    /// comments (IDB from then on, and ISB).
+    clock: Option<String>,
 }
 
 /// Totals of one output interface.
@@ -141,8 +147,9 @@ impl<W: Write> Output<W> {
             let gaps = self
                 .sources
                 .get(i.source)
-                .map(|s| s.gaps.join("; "))
-                .unwrap_or_default();
+                .map(|s| s.gaps.iter().chain(&s.clock).cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .join("; ");
             self.writer
                 .statistics_with_comment(id as u32, now, &totals, Some(&gaps))?;
         }
@@ -175,6 +182,12 @@ impl<W: Write> Output<W> {
     /// The capture of `src` was started again after a gap (wall-clock ns `from`..`to`, because
     /// of `why`): its next interfaces continue the current ones, and the gap goes in their
     /// statistics comment.
+    /// Says in the comments of `src`'s interfaces what was done to its timestamps (interfaces
+    /// announced from now on carry it in their IDB; every one in its ISB).
+    pub fn set_clock_note(&mut self, src: usize, note: String) {
+        self.sources[src].clock = Some(note);
+    }
+
     pub fn resume(&mut self, src: usize, from: u64, to: u64, why: &str) {
         let state = &mut self.sources[src];
         state.reannounce = Some(0);
@@ -225,6 +238,7 @@ impl<W: Write> Output<W> {
             name,
             description: Some(description),
             fcs_len: iface.fcs_len,
+            comment: self.sources[src].clock.clone(),
         };
         self.writer.interface(&desc)?;
         let id = self.interfaces.len() as u32;

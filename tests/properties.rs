@@ -73,6 +73,7 @@ proptest! {
                 name: format!("if{i}"),
                 description: Some("d".into()),
                 fcs_len: None,
+                comment: None,
             }).unwrap();
         }
         for p in &pkts {

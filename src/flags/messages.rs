@@ -13,6 +13,9 @@ pub const COMPRESS_NEEDS_FILE: &str = "--compress needs an output file (-w FILE)
 pub const STDOUT_IS_TERMINAL: &str = "standard output is a terminal: pipe the capture into a \
      reader (| wireshark -k -i -, | tshark -i -) or write it to a file with -w FILE";
 pub const STDIN_TWICE: &str = "standard input (-) can be given only once";
+pub const CORRECT_SKEW_STDIN: &str = "--correct-skew reads the files twice (once to learn the \
+     clocks, once to merge) and standard input (-) cannot be read twice: save it to a file first \
+     (e.g. `tcpdump -w capture.pcap`), or merge without --correct-skew";
 pub const DRY_RUN_SERVER: &str = "--dry-run=server is not supported: --dry-run (or \
      --dry-run=client) lists the pods and how each would be captured without changing anything";
 pub const ALL_AND_SELECTION: &str = "--all takes every pod of the namespace: drop -l and the pod \

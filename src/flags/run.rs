@@ -102,8 +102,12 @@ fn merge(args: MergeArgs) -> Result<Run, StartError> {
     if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
         return Err(StartError::Usage(msg::STDIN_TWICE.into()));
     }
+    if args.link.correct_skew && args.files.iter().any(|f| f.as_os_str() == "-") {
+        return Err(StartError::Usage(msg::CORRECT_SKEW_STDIN.into()));
+    }
     let mut engine = engine_config(&args.out)?;
     engine.link = link_config(&args.link)?;
+    engine.clocks.correct = args.link.correct_skew;
     refuse_overwriting_an_input(&args.out.write, &args.files)?;
     let mut names = args.names.into_iter();
     let inputs = args
@@ -147,6 +151,7 @@ fn local(args: LiveArgs) -> Result<Run, StartError> {
     let mut engine = engine_config(&args.out)?;
     engine.window = Some(live_window(&args)?);
     engine.link = link_config(&args.link)?;
+    engine.clocks.correct = args.link.correct_skew;
     Ok(Run::Local {
         engine,
         quiet: args.out.quiet,
@@ -182,6 +187,7 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
         return Err(msg::targets_look_like_a_filter(&words).into());
     }
     engine.link = link_config(&args.link)?;
+    engine.clocks.correct = args.link.correct_skew;
     let c = p.capture;
     let k = p.container;
     let filter = match (c.filter_option, c.filter) {

@@ -857,11 +857,8 @@ async fn capture_pod(
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let mut container = container_name();
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_else(|| "-".into());
+    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let node = node_name.clone().unwrap_or_else(|| "-".into());
     let addrs = ips(&pod);
     let target = super::inject::target_container(&pod, opts.target_container.as_deref())
         .unwrap_or_else(|_| "-".into());
@@ -875,6 +872,7 @@ async fn capture_pod(
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+        node: node_name,
     };
     let tx = events.register(label, opts.budget.min(buffer));
     drop(events);

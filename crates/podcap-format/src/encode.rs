@@ -31,6 +31,8 @@ pub struct InterfaceDescription {
     pub name: String,
     pub description: Option<String>,
     pub fcs_len: Option<u8>,
+    /// `opt_comment` (what was done to this interface's packets, e.g. a clock correction).
+    pub comment: Option<String>,
 }
 
 /// Statistics written in an interface's ISB.
@@ -167,6 +169,9 @@ impl<W: Write> PcapngWriter<W> {
         self.option(IF_TSRESOL, &[9]);
         if let Some(fcs) = d.fcs_len {
             self.option(IF_FCSLEN, &[fcs]);
+        }
+        if let Some(c) = &d.comment {
+            self.option(OPT_COMMENT, c.as_bytes());
         }
         self.end_options();
         self.end_block(start)

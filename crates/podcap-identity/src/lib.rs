@@ -173,7 +173,11 @@ impl Linker {
                     (e, Some(Direction::Outbound)) => e != Some(Direction::Outbound),
                     _ => false,
                 };
-                if earlier.first {
+                // two copies that both arrived (a multicast, or a frame from a third party
+                // both pods received) or both left: no one-way time between them, and no
+                // evidence of the clocks' difference
+                let same_way = earlier.direction.is_some() && earlier.direction == dir;
+                if earlier.first && !same_way {
                     let e_src = earlier.source as usize;
                     let (pair, sent, received) = if this_is_sender {
                         (

@@ -492,3 +492,24 @@ fn the_report_is_csv_or_json_by_extension() {
     assert!(s.write_report(&dir.join("l.txt"), &names).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_received_copies_share_an_id_but_are_no_one_way_time() {
+    // a frame from a third party (a multicast, the node's bridge) that two pods both received:
+    // linked, but neither copy is the sender's, so no pair reaches the observers (a clock
+    // estimate would read their difference as a one-way time)
+    let mut l = Linker::new(LinkOptions::default());
+    let pairs = Pairs::default();
+    l.add_observer(Box::new(pairs.clone()));
+    l.observe(0, &mut sll2(LINKTYPE_LINUX_SLL2));
+    l.observe(1, &mut sll2(LINKTYPE_LINUX_SLL2));
+    let p = Pkt::udp(b"hello both");
+    let mut a = packet(0, 1_000_000, p.framed(LINKTYPE_LINUX_SLL2, false));
+    let Verdict::Write(Some(id)) = l.observe(0, &mut a) else {
+        panic!()
+    };
+    let mut b = packet(0, 41_000_000, p.framed(LINKTYPE_LINUX_SLL2, false));
+    assert_eq!(l.observe(1, &mut b), Verdict::Write(Some(id)));
+    assert!(pairs.0.lock().unwrap().is_empty());
+    assert!(l.finish().latency.pairs.is_empty());
+}
