@@ -603,7 +603,7 @@ fn cluster_skew_corrected_leaves_no_pair_received_before_sent() {
     capinfos_clean(&out);
     eprintln!(
         "{} echo pairs, {} packets, {} backward steps in the file; summary {n} of {m} → {k}; \
-         {:?} in all",
+         interfaces {idbs:?}; {:?} in all",
         pairs.len(),
         pkts.len(),
         backward_steps(&out),
