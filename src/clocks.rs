@@ -64,6 +64,8 @@ pub struct Clocks {
     uncorrected: Vec<u64>,
     nodes: Vec<String>,
     first_packet: Option<Instant>,
+    /// The reference clock chosen among cluster nodes, if any.
+    reference: Option<String>,
     /// Live `--correct-skew`: the merge may write.
     open: bool,
     checked: Option<Instant>,
@@ -102,6 +104,7 @@ impl Clocks {
             uncorrected: Vec::new(),
             nodes: Vec::new(),
             first_packet: None,
+            reference: None,
             checked: None,
         };
         if let Some((linker, est)) = &mut c.tap {
@@ -115,11 +118,24 @@ impl Clocks {
         Box::new(self.written.clone())
     }
 
-    /// A source joined: `node` is the clock that stamps it.
-    pub fn started(&mut self, idx: usize, node: &str) {
-        self.written.lock().set_node(idx, node);
-        if let Some((_, est)) = &self.tap {
-            est.lock().set_node(idx, node);
+    /// A source joined: `node` is the clock that stamps it; `is_node`: a cluster node (a pod's
+    /// `spec.nodeName`), not a clock of the source's own.
+    pub fn started(&mut self, idx: usize, node: &str, is_node: bool) {
+        // The reference: the cluster node with the lowest name (pods are listed in name order,
+        // so the first pod's node would change from run to run), chosen again as nodes join
+        // until corrections are applied; otherwise the first source's clock.
+        let choose = is_node
+            && !(self.tap.is_some() && self.open)
+            && self.reference.as_deref().is_none_or(|r| node < r);
+        if choose {
+            self.reference = Some(node.to_string());
+        }
+        for est in std::iter::once(&self.written).chain(self.tap.as_ref().map(|(_, e)| e)) {
+            let mut est = est.lock();
+            est.set_node(idx, node);
+            if choose {
+                est.set_reference(node);
+            }
         }
         if self.nodes.len() <= idx {
             self.nodes.resize(idx + 1, String::new());
@@ -293,7 +309,13 @@ impl ClockReport {
         let reversed = self.captured.received_before_sent();
         let pairs = self.captured.inter_node_pairs();
         if self.corrected {
-            if pairs > 0 {
+            if pairs == 0 {
+                v.push(
+                    "clocks: --correct-skew corrected nothing: no packet was linked between \
+                     sources on different clocks (copies more than 2 s apart are not linked)"
+                        .to_string(),
+                );
+            } else {
                 v.push(format!(
                     "clocks: received before sent: {reversed} of {pairs} pairs as captured, {} \
                      as written (--correct-skew)",

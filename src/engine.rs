@@ -18,6 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+/// The most the sources may deliver beyond their budgets while `--correct-skew` holds the
+/// output for a confident estimate (docs/design.md §12).
+pub const HOLD_MEMORY: usize = 64 << 20;
+
 /// How long sources get to deliver what they hold after a graceful stop before they are killed.
 pub const GRACE: Duration = Duration::from_secs(3);
 
@@ -159,6 +163,8 @@ struct Engine {
     interrupted: bool,
     link: Option<crate::link::Stage>,
     clocks: Option<crate::clocks::Clocks>,
+    /// Budget lent while the output was held ([`Engine::lend_budget`]).
+    lent: usize,
 }
 
 fn is_broken_pipe(e: &io::Error) -> bool {
@@ -171,7 +177,11 @@ impl Engine {
             let idx = self.merger.add_source_at(now);
             self.output.add_source(label.clone());
             if let Some(c) = &mut self.clocks {
-                c.started(idx, label.node.as_deref().unwrap_or(&label.name));
+                c.started(
+                    idx,
+                    label.node.as_deref().unwrap_or(&label.name),
+                    label.node.is_some(),
+                );
                 c.announce(&mut self.output, idx);
             }
             self.ids.insert(msg.src, idx);
@@ -263,6 +273,27 @@ impl Engine {
                 } else if !matches!(self.status[idx].state, SourceState::Ended(_)) {
                     self.status[idx].state = SourceState::Ended(EndReason::Input);
                 }
+            }
+        }
+    }
+
+    /// While `--correct-skew` holds the output, gives the sources back the budget of what they
+    /// have delivered, up to [`HOLD_MEMORY`] in all: a busy pod fills its budget in a fraction
+    /// of a second, and a source that cannot deliver gives the estimator nothing to learn from.
+    /// (Lent permits are not given back again when the records are written.)
+    fn lend_budget(&mut self) {
+        for src in &mut self.srcs {
+            for charge in src.charges.iter_mut() {
+                let permits = charge.1 as usize;
+                if permits == 0 {
+                    continue;
+                }
+                if self.lent + permits > HOLD_MEMORY {
+                    return;
+                }
+                self.lent += permits;
+                src.budget.add_permits(permits);
+                charge.1 = 0;
             }
         }
     }
@@ -440,6 +471,7 @@ impl Engine {
                 .as_mut()
                 .is_some_and(|c| c.hold(&mut self.merger, &mut self.output));
             if held {
+                self.lend_budget();
                 wait = Some(Duration::from_millis(50));
             }
             if !held {
@@ -522,6 +554,7 @@ pub fn run(cfg: EngineConfig, rx: Receiver<Msg>, stop: Arc<Stop>) -> io::Result<
         interrupted: false,
         link: None,
         clocks: None,
+        lent: 0,
     };
     engine.link = engine.cfg.link.as_ref().map(crate::link::Stage::new);
     if let Some(link) = &mut engine.link {

@@ -678,6 +678,11 @@ fn echo_frame(
 /// little jitter (0–90 µs; every 200 ms has a packet without any, each way). Returns the number
 /// of packets each file holds.
 fn write_two_clocks(a: &Path, b: &Path) -> usize {
+    write_two_clocks_n(a, b, EXCHANGES, SPACING_NS)
+}
+
+/// `exchanges` echo exchanges, one every `spacing` ns, alternating who pings.
+fn write_two_clocks_n(a: &Path, b: &Path, exchanges: u64, spacing: u64) -> usize {
     let mut recs: [Vec<(u64, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
     let ips = [A_IP, B_IP];
     let clock = [0, B_AHEAD_NS];
@@ -703,8 +708,8 @@ fn write_two_clocks(a: &Path, b: &Path) -> usize {
         ));
         arrives
     };
-    for i in 0..EXCHANGES {
-        let t = T0_NS + i * SPACING_NS;
+    for i in 0..exchanges {
+        let t = T0_NS + i * spacing;
         let from = (i % 2) as usize; // even: a pings b; odd: b pings a
         let (ident, seq) = (0x1100 + from as u16, (i / 2) as u16);
         let arrived = one(&mut recs, from, t, true, ident, seq);
@@ -721,7 +726,7 @@ fn write_two_clocks(a: &Path, b: &Path) -> usize {
             .collect();
         std::fs::write(path, pcap_file(false, true, 276, &recs)).expect("write capture");
     }
-    (EXCHANGES * 2) as usize
+    (exchanges * 2) as usize
 }
 
 fn merge(args: &[&str], files: &[&Path], out: &Path) -> (Output, String) {
@@ -870,7 +875,55 @@ fn offline_two_clocks_estimated_and_corrected_in_two_passes() {
     );
     capinfos_clean(&fixed);
     tshark_packets(&fixed);
+
+    // One input alone: nothing to learn from, and the summary says so rather than nothing.
+    let alone = dir.path().join("alone.pcapng");
+    let (o, err) = merge(&["--correct-skew"], &[&a], &alone);
+    assert!(o.status.success(), "{}\n{err}", o.status);
+    assert!(
+        err.contains("clocks: --correct-skew corrected nothing"),
+        "a run that could correct nothing must say so:\n{err}"
+    );
     eprintln!("offline: {:?} in all", t0.elapsed());
+}
+
+/// Live `--correct-skew` holds the output until the clocks are known; sources whose budget
+/// (`--source-buffer 64` KiB) fills long before that keep delivering (the engine lends them
+/// budget while it holds, within a bound), so the estimate comes from enough of the capture:
+/// here 64 KiB is about a quarter of a second of each source, fewer windows than a confident
+/// estimate needs.
+#[test]
+fn live_correction_waits_past_the_sources_budgets() {
+    tools();
+    let dir = tmpdir();
+    let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+    let per_file = write_two_clocks_n(&a, &b, 2000, 2_000_000);
+    assert!(std::fs::metadata(&a).expect("a").len() > 4 * 64 * 1024);
+    let out = dir.path().join("live.pcapng");
+    let o = bin()
+        .args(["--correct-skew", "--source-buffer", "64", "--cmd"])
+        .arg(format!("a=cat {}", a.display()))
+        .arg("--cmd")
+        .arg(format!("b=cat {}", b.display()))
+        .arg("-w")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run podcap-merge");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{}\n{err}", o.status);
+    let (offset, e) = offset_between(&err, "b", "a");
+    assert!((offset - 25.0 * MS).abs() <= 0.1 * MS, "{}", e.line);
+    let counts = reversed_corrected(&err).unwrap_or_else(|| panic!("no counts:\n{err}"));
+    assert_eq!(counts.2, 0, "received before sent as written:\n{err}");
+    assert!(
+        !err.contains("written uncorrected"),
+        "every packet corrected:\n{err}"
+    );
+    let pairs = file_echo_pairs(&out);
+    assert_eq!(pairs.len(), per_file, "every packet, both copies");
+    assert!(pairs.iter().all(|p| p.received >= p.sent));
+    assert_eq!(backward_steps(&out), 0, "the output in time order");
 }
 
 // ---------------------------------------------------------------------------------------------
