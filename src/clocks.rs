@@ -64,7 +64,9 @@ pub struct Clocks {
     uncorrected: Vec<u64>,
     nodes: Vec<String>,
     first_packet: Option<Instant>,
-    /// The reference clock chosen among cluster nodes, if any.
+    /// Whether each source's clock is a cluster node's (not a command's or a file's own).
+    cluster: Vec<bool>,
+    /// The reference clock (see [`Clocks::started`] and [`best_reference`]).
     reference: Option<String>,
     /// Live `--correct-skew`: the merge may write.
     open: bool,
@@ -104,6 +106,7 @@ impl Clocks {
             uncorrected: Vec::new(),
             nodes: Vec::new(),
             first_packet: None,
+            cluster: Vec::new(),
             reference: None,
             checked: None,
         };
@@ -121,12 +124,30 @@ impl Clocks {
     /// A source joined: `node` is the clock that stamps it; `is_node`: a cluster node (a pod's
     /// `spec.nodeName`), not a clock of the source's own.
     pub fn started(&mut self, idx: usize, node: &str, is_node: bool) {
-        // The reference: the cluster node with the lowest name (pods are listed in name order,
-        // so the first pod's node would change from run to run), chosen again as nodes join
-        // until corrections are applied; otherwise the first source's clock.
-        let choose = is_node
-            && !(self.tap.is_some() && self.open)
-            && self.reference.as_deref().is_none_or(|r| node < r);
+        // a clock of the source's own is unique even when two inputs share a name (`a/x.pcap`,
+        // `b/x.pcap`): two files are two clocks
+        let own;
+        let node = if !is_node && self.nodes.iter().any(|n| n == node) {
+            let mut k = 2;
+            while self.nodes.iter().any(|n| *n == format!("{node}#{k}")) {
+                k += 1;
+            }
+            own = format!("{node}#{k}");
+            own.as_str()
+        } else {
+            node
+        };
+        // The reference, until corrections are applied: the cluster node with the lowest name
+        // (pods are listed in name order, so the first pod's node would change from run to
+        // run); without cluster nodes, the first source's clock. Before the corrections are
+        // applied (and at the end of a run that applies none) it moves to the best connected
+        // clock ([`best_reference`]).
+        let reference_is_node = self.reference.is_some() && self.cluster.iter().any(|c| *c);
+        let choose = !(self.tap.is_some() && self.open)
+            && match &self.reference {
+                None => true,
+                Some(r) => is_node && (!reference_is_node || node < r.as_str()),
+            };
         if choose {
             self.reference = Some(node.to_string());
         }
@@ -141,8 +162,10 @@ impl Clocks {
             self.nodes.resize(idx + 1, String::new());
             self.applied.resize(idx + 1, None);
             self.uncorrected.resize(idx + 1, 0);
+            self.cluster.resize(idx + 1, false);
         }
         self.nodes[idx] = node.to_string();
+        self.cluster[idx] = is_node;
         if let Some(shifts) = &self.fixed {
             self.applied[idx] = shifts.get(idx).copied().filter(|s| *s != 0);
         }
@@ -162,7 +185,7 @@ impl Clocks {
             }
             match self.applied.get(idx).copied().flatten() {
                 Some(d) => {
-                    p.ts = p.ts.map(|ts| (ts as i64).saturating_add(d).max(0) as u64);
+                    p.ts = p.ts.map(|ts| ts.saturating_add_signed(d));
                 }
                 None if self.tap.is_some() && !self.is_reference(idx) => {
                     if let Some(n) = self.uncorrected.get_mut(idx) {
@@ -175,11 +198,36 @@ impl Clocks {
     }
 
     fn is_reference(&self, idx: usize) -> bool {
-        let Some((_, est)) = &self.tap else {
-            return false;
+        self.reference.is_some() && self.reference.as_ref() == self.nodes.get(idx)
+    }
+
+    /// The clocks that may be the reference, best first: cluster nodes by name, or (none)
+    /// every clock in the order its source joined.
+    fn candidates(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        let cluster = self.cluster.iter().any(|c| *c);
+        for (n, c) in self.nodes.iter().zip(&self.cluster) {
+            if (*c || !cluster) && !n.is_empty() && !v.contains(n) {
+                v.push(n.clone());
+            }
+        }
+        if cluster {
+            v.sort();
+        }
+        v
+    }
+
+    /// Moves the reference of `est` (and of the pairs as written) to the best connected clock.
+    fn rechoose(&mut self, est: &mut SkewEstimator) {
+        let Some(best) = best_reference(est, &self.candidates()) else {
+            return;
         };
-        let est = est.lock();
-        est.reference() == self.nodes.get(idx).map(String::as_str)
+        if self.reference.as_ref() != Some(&best) {
+            if self.tap.is_some() {
+                self.written.lock().set_reference(&best);
+            }
+            self.reference = Some(best);
+        }
     }
 
     /// Live `--correct-skew`: whether the merge must still wait for estimates. Applies the
@@ -194,13 +242,17 @@ impl Clocks {
             return !self.open;
         }
         self.checked = Some(now);
-        if !merger.any_open() {
+        if !self.nodes.is_empty() && !merger.any_open() {
             self.first_packet = Some(now - SKEW_HOLD); // nothing more will come: stop waiting
         }
         let Some(first) = self.first_packet else {
             return true; // no packet yet: the interfaces wait for their clock's comment
         };
-        let est = shared.lock();
+        let shared = shared.clone();
+        let mut est = shared.lock();
+        if !self.open {
+            self.rechoose(&mut est);
+        }
         let corrections = est.corrections();
         let reference = est.reference().map(str::to_string);
         let all_confident = self.nodes.iter().enumerate().all(|(i, n)| {
@@ -251,7 +303,12 @@ impl Clocks {
         }
     }
 
-    pub fn finish(self) -> ClockReport {
+    pub fn finish(mut self) -> ClockReport {
+        if self.tap.is_none() && self.learned.is_none() {
+            // nothing was corrected: report from the best connected clock
+            let written = self.written.clone();
+            self.rechoose(&mut written.lock());
+        }
         let written = self.written.lock().clone();
         let corrected = self.tap.is_some() || self.fixed.is_some();
         let captured = match (&self.tap, self.learned) {
@@ -279,6 +336,23 @@ impl Clocks {
             applied: self.applied,
         }
     }
+}
+
+/// Of `candidates` (best first), the clock from which the most sources have a confident
+/// estimate: a reference with no pair to the others would correct nothing. Leaves it set in
+/// `est`.
+fn best_reference(est: &mut SkewEstimator, candidates: &[String]) -> Option<String> {
+    let mut best: Option<(usize, &String)> = None;
+    for c in candidates {
+        est.set_reference(c);
+        let n = est.corrections().iter().filter(|c| c.is_some()).count();
+        if best.is_none_or(|(m, _)| n > m) {
+            best = Some((n, c));
+        }
+    }
+    let (_, best) = best?;
+    est.set_reference(best);
+    Some(best.clone())
 }
 
 /// The comment of a shifted source's interfaces.
@@ -335,5 +409,138 @@ impl ClockReport {
             ));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn correcting() -> Clocks {
+        Clocks::new(
+            &ClockConfig {
+                correct: true,
+                fixed: None,
+            },
+            true,
+        )
+    }
+
+    #[test]
+    fn live_correction_holds_before_any_source_joined() {
+        let mut clocks = correcting();
+        let mut merger = Merger::new();
+        let mut output = Output::new(Vec::new()).expect("output");
+        // no source yet: nothing is open, but more will come; the wait must not end here
+        assert!(clocks.hold(&mut merger, &mut output));
+        assert!(!clocks.open);
+    }
+
+    #[test]
+    fn live_correction_stops_waiting_once_every_source_ended() {
+        let mut clocks = correcting();
+        let mut merger = Merger::new();
+        let mut output = Output::new(Vec::new()).expect("output");
+        let idx = merger.add_source_at(0);
+        clocks.started(idx, "node-a", true);
+        assert!(clocks.hold(&mut merger, &mut output), "a source is open");
+        merger.close(idx);
+        clocks.checked = None;
+        assert!(
+            !clocks.hold(&mut merger, &mut output),
+            "nothing more will come"
+        );
+    }
+
+    /// Pairs both ways between sources `a` and `b` (`b`'s clock 40 ms ahead, 5 ms each way),
+    /// 10 s of them, 20 per second.
+    fn exchange(est: &SharedSkew, a: usize, b: usize) {
+        const MS: u64 = 1_000_000;
+        let mut est = est.lock();
+        for i in 0..200u64 {
+            let t = 1_700_000_000_000_000_000 + i * 50 * MS;
+            let (s, r) = if i % 2 == 0 { (a, b) } else { (b, a) };
+            let (sts, rts) = if s == a {
+                (t, t + 45 * MS)
+            } else {
+                (t + 40 * MS, t + 5 * MS)
+            };
+            est.add(&podcap_identity::LinkedPair {
+                sender: s,
+                receiver: r,
+                sender_ts: sts,
+                receiver_ts: rts,
+            });
+        }
+    }
+
+    #[test]
+    fn the_reference_is_a_clock_connected_to_the_others() {
+        // node-a has the lowest name but no pair with anyone: node-b, linked to node-c,
+        // becomes the reference, so node-c is corrected
+        let mut clocks = Clocks::new(&ClockConfig::default(), false);
+        clocks.started(0, "node-a", true);
+        clocks.started(1, "node-b", true);
+        clocks.started(2, "node-c", true);
+        exchange(&clocks.written, 1, 2);
+        let report = clocks.finish();
+        assert_eq!(report.captured.reference(), Some("node-b"));
+        let c = report
+            .captured
+            .estimate("node-c")
+            .expect("node-c from node-b");
+        assert!((c.offset_ns - 40_000_000).abs() < 100_000, "{c:?}");
+
+        // when the lowest is connected, it stays the reference
+        let mut clocks = Clocks::new(&ClockConfig::default(), false);
+        clocks.started(0, "node-c", true);
+        clocks.started(1, "node-a", true);
+        exchange(&clocks.written, 1, 0);
+        assert_eq!(clocks.finish().captured.reference(), Some("node-a"));
+    }
+
+    #[test]
+    fn live_correction_chooses_a_connected_reference_before_it_writes() {
+        let mut clocks = correcting();
+        let mut merger = Merger::new();
+        let mut output = Output::new(Vec::new()).expect("output");
+        for (node, idx) in [("node-a", 0), ("node-b", 1), ("node-c", 2)] {
+            assert_eq!(merger.add_source_at(0), idx);
+            output.add_source(crate::output::SourceLabel {
+                name: format!("pod-{idx}"),
+                origin: format!("shop/pod-{idx}"),
+                node: Some(node.to_string()),
+            });
+            clocks.started(idx, node, true);
+        }
+        assert_eq!(clocks.reference.as_deref(), Some("node-a"));
+        let tap = clocks.tap.as_ref().map(|(_, e)| e.clone()).expect("tap");
+        exchange(&tap, 1, 2);
+        // node-a never gets an estimate: held until SKEW_HOLD after the first packet
+        clocks.first_packet = Some(Instant::now());
+        assert!(clocks.hold(&mut merger, &mut output));
+        assert_eq!(clocks.reference.as_deref(), Some("node-b"));
+        clocks.first_packet = Some(Instant::now() - SKEW_HOLD);
+        clocks.checked = None;
+        assert!(!clocks.hold(&mut merger, &mut output), "the wait is over");
+        assert_eq!(clocks.reference.as_deref(), Some("node-b"));
+        assert_eq!(clocks.written.lock().reference(), Some("node-b"));
+        assert_eq!(clocks.applied[1], Some(0), "node-b: the reference");
+        assert!(
+            clocks.applied[2].is_some_and(|d| (d + 40_000_000).abs() < 100_000),
+            "node-c shifted back by 40 ms: {:?}",
+            clocks.applied
+        );
+    }
+
+    #[test]
+    fn inputs_with_the_same_name_are_two_clocks() {
+        let mut clocks = correcting();
+        clocks.started(0, "x", false);
+        clocks.started(1, "x", false);
+        clocks.started(2, "x", false);
+        clocks.started(3, "node-1", true);
+        clocks.started(4, "node-1", true);
+        assert_eq!(clocks.nodes, ["x", "x#2", "x#3", "node-1", "node-1"]);
     }
 }

@@ -15,7 +15,9 @@
 //! The largest lag, not a high percentile: a percentile needs a distribution per bucket, and
 //! the case that matters, a block-delivering source, has its highest lags on the few oldest
 //! packets of each block, which a percentile over a quiet interval would discard. A single
-//! stall raises the hold for one interval at most, and never beyond the reorder window.
+//! stall raises the hold for one interval of the source's arrivals at most, and never beyond
+//! the reorder window. Buckets age only as packets arrive: a source that falls silent keeps
+//! its hold (its next packet may be sitting in libpcap's buffer).
 
 use std::collections::VecDeque;
 

@@ -82,10 +82,17 @@ pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig) -> io::Result<Report
             l.options.dedup = false;
             l.latency_report = None;
         }
-        let learned = merge_files(inputs, first)?
-            .clocks
-            .map(|c| c.captured)
-            .unwrap_or_default();
+        let mut pass = merge_files(inputs, first)?;
+        if pass.stopped_by.is_some() {
+            // Ctrl-C while learning: the user wants to stop, not a merge without the clocks
+            pass.files.clear();
+            pass.notes.push(
+                "stopped while learning the clocks (the first pass of --correct-skew):                  nothing was written"
+                    .to_string(),
+            );
+            return Ok(pass);
+        }
+        let learned = pass.clocks.map(|c| c.captured).unwrap_or_default();
         let shifts = learned
             .corrections()
             .into_iter()

@@ -124,6 +124,10 @@ impl<W: Write> Output<W> {
         let mut writer = PcapngWriter::new(next);
         writer.section_header_with_comment(&user_appl(), self.comment.as_deref())?;
         for i in &mut self.interfaces {
+            // the clock note of now (a correction applied or moved since it was announced)
+            if let Some(note) = self.sources.get(i.source).and_then(|s| s.clock.as_ref()) {
+                i.description.comment = Some(note.clone());
+            }
             writer.interface(&i.description)?;
             i.totals = InterfaceTotals {
                 dropped: i.totals.dropped,
@@ -179,15 +183,15 @@ impl<W: Write> Output<W> {
         name
     }
 
-    /// The capture of `src` was started again after a gap (wall-clock ns `from`..`to`, because
-    /// of `why`): its next interfaces continue the current ones, and the gap goes in their
-    /// statistics comment.
     /// Says in the comments of `src`'s interfaces what was done to its timestamps (interfaces
     /// announced from now on carry it in their IDB; every one in its ISB).
     pub fn set_clock_note(&mut self, src: usize, note: String) {
         self.sources[src].clock = Some(note);
     }
 
+    /// The capture of `src` was started again after a gap (wall-clock ns `from`..`to`, because
+    /// of `why`): its next interfaces continue the current ones, and the gap goes in their
+    /// statistics comment.
     pub fn resume(&mut self, src: usize, from: u64, to: u64, why: &str) {
         let state = &mut self.sources[src];
         state.reannounce = Some(0);
@@ -341,5 +345,54 @@ impl<W: Write> Output<W> {
     /// read at most).
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podcap_format::Interface;
+
+    fn count(hay: &[u8], needle: &str) -> usize {
+        hay.windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
+    }
+
+    #[test]
+    fn a_rotated_file_announces_the_clock_note_of_now() {
+        let mut out = Output::new(Vec::new()).expect("output");
+        out.add_source(SourceLabel {
+            name: "pod-a".into(),
+            origin: "shop/pod-a".into(),
+            node: Some("node-2".into()),
+        });
+        out.set_clock_note(0, "clock shifted by -40.00 ms".into());
+        out.write(
+            0,
+            Record::Interface(Interface {
+                link_type: 1,
+                snap_len: 262_144,
+                name: Some("eth0".into()),
+                description: None,
+                fcs_len: None,
+            }),
+        )
+        .expect("interface");
+        out.set_clock_note(0, "clock shifted by -40.20 ms".into());
+        let first = out.rotate(Vec::new()).expect("rotate");
+        let second = out.finish().expect("finish");
+        assert_eq!(
+            count(&first, "shifted by -40.00 ms"),
+            1,
+            "the IDB as announced"
+        );
+        assert_eq!(
+            count(&first, "shifted by -40.20 ms"),
+            1,
+            "the ISB: the note of now"
+        );
+        assert_eq!(count(&second, "shifted by -40.00 ms"), 0);
+        assert_eq!(count(&second, "shifted by -40.20 ms"), 2, "IDB and ISB");
     }
 }

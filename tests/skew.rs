@@ -536,6 +536,10 @@ fn cluster_skew_corrected_leaves_no_pair_received_before_sent() {
     );
     assert_eq!(k, 0, "none as written:\n{err}");
     assert!(
+        !err.contains("written uncorrected"),
+        "the merge waited for the estimate before writing anything of node-2:\n{err}"
+    );
+    assert!(
         reversed_suggestion(&err).is_none(),
         "no suggestion of the flag when it is given:\n{err}"
     );
@@ -875,6 +879,29 @@ fn offline_two_clocks_estimated_and_corrected_in_two_passes() {
     );
     capinfos_clean(&fixed);
     tshark_packets(&fixed);
+
+    // Two inputs named alike (`1/x.pcap`, `2/x.pcap`) are two clocks, not one: the second is
+    // `x#2`, 25 ms ahead.
+    for (n, from) in [("1", &a), ("2", &b)] {
+        std::fs::create_dir(dir.path().join(n)).expect("mkdir");
+        std::fs::copy(from, dir.path().join(n).join("x.pcap")).expect("copy");
+    }
+    let (x1, x2) = (dir.path().join("1/x.pcap"), dir.path().join("2/x.pcap"));
+    let alike = dir.path().join("alike.pcapng");
+    let (o, err) = merge(&["--correct-skew"], &[&x1, &x2], &alike);
+    assert!(o.status.success(), "{}\n{err}", o.status);
+    let (offset, e) = offset_between(&err, "x#2", "x");
+    assert!(
+        (offset - 25.0 * MS).abs() <= 0.1 * MS,
+        "2/x.pcap is 25 ms ahead of 1/x.pcap; the summary says {:+.4} ms: {}",
+        offset / MS,
+        e.line
+    );
+    assert_eq!(
+        reversed_corrected(&err).map(|c| c.2),
+        Some(0),
+        "none received before sent as written:\n{err}"
+    );
 
     // One input alone: nothing to learn from, and the summary says so rather than nothing.
     let alone = dir.path().join("alone.pcapng");

@@ -244,8 +244,9 @@ pub struct LinkArgs {
     /// Do not recognise copies across sources: no packet ids, no direction flags, no latency.
     #[arg(long = "no-link")]
     pub no_link: bool,
-    /// Shift each node's timestamps by its clock's offset from the first node, estimated from
-    /// the copies of packets sent between them (live: the output waits up to 5 s for a
+    /// Shift each node's timestamps by its clock's offset from a reference node (the lowest
+    /// named one with pairs to the others), estimated from the copies of packets sent between
+    /// them (live: the output waits up to 5 s for a
     /// confident estimate; files: a first pass over them). Without it the offsets are only
     /// reported.
     #[arg(long = "correct-skew", conflicts_with = "no_link")]
