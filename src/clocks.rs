@@ -38,6 +38,9 @@ pub const RESHIFT_NS: i64 = 100_000;
 const RECHECK: Duration = Duration::from_secs(1);
 /// ... and while it waits for them.
 const WAITING_CHECK: Duration = Duration::from_millis(50);
+/// How often the reference is chosen again while the merge waits ([`best_reference`]: a solve
+/// per candidate).
+const RECHOOSE: Duration = Duration::from_millis(500);
 
 /// What the command line and the offline driver ask.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +74,7 @@ pub struct Clocks {
     /// Live `--correct-skew`: the merge may write.
     open: bool,
     checked: Option<Instant>,
+    rechosen: Option<Instant>,
 }
 
 /// What the stage found, for the summary and the latency report.
@@ -109,6 +113,7 @@ impl Clocks {
             cluster: Vec::new(),
             reference: None,
             checked: None,
+            rechosen: None,
         };
         if let Some((linker, est)) = &mut c.tap {
             linker.add_observer(Box::new(est.clone()));
@@ -187,7 +192,7 @@ impl Clocks {
                 Some(d) => {
                     p.ts = p.ts.map(|ts| ts.saturating_add_signed(d));
                 }
-                None if self.tap.is_some() && !self.is_reference(idx) => {
+                None if self.tap.is_some() && self.open && !self.is_reference(idx) => {
                     if let Some(n) = self.uncorrected.get_mut(idx) {
                         *n += 1;
                     }
@@ -242,15 +247,19 @@ impl Clocks {
             return !self.open;
         }
         self.checked = Some(now);
-        if !self.nodes.is_empty() && !merger.any_open() {
-            self.first_packet = Some(now - SKEW_HOLD); // nothing more will come: stop waiting
-        }
+        // (sources that all ended do not end the wait: pods register one by one and a watcher
+        // may find more; the end of the run does, by `release`)
         let Some(first) = self.first_packet else {
             return true; // no packet yet: the interfaces wait for their clock's comment
         };
         let shared = shared.clone();
         let mut est = shared.lock();
-        if !self.open {
+        if !self.open
+            && self
+                .rechosen
+                .is_none_or(|t| now.duration_since(t) >= RECHOOSE)
+        {
+            self.rechosen = Some(now);
             self.rechoose(&mut est);
         }
         let corrections = est.corrections();
@@ -261,7 +270,18 @@ impl Clocks {
         if !self.open && !all_confident && now.duration_since(first) < SKEW_HOLD {
             return true;
         }
-        self.open = true;
+        if !self.open {
+            self.open = true;
+            // from now on what a non-reference source without a correction delivers is written
+            // uncorrected, starting with what it has queued (less, below, if it gets one now)
+            for idx in 0..self.uncorrected.len() {
+                self.uncorrected[idx] = if self.is_reference(idx) {
+                    0
+                } else {
+                    merger.queued_packets(idx) as u64
+                };
+            }
+        }
         for idx in 0..self.applied.len() {
             let Some(want) = corrections.get(idx).copied().flatten() else {
                 continue;
@@ -286,12 +306,13 @@ impl Clocks {
         false
     }
 
-    /// Live `--correct-skew` at the end of a run: stop waiting; what has no estimate stays
-    /// uncorrected.
+    /// Live `--correct-skew` at the end of a run (or when no source can come any more): stop
+    /// waiting; what has no estimate stays uncorrected.
     pub fn release<W: Write>(&mut self, merger: &mut Merger, output: &mut Output<W>) {
         if self.tap.is_some() && !self.open {
             self.first_packet = Some(Instant::now() - SKEW_HOLD);
             self.checked = None;
+            self.rechosen = None;
             let _ = self.hold(merger, output);
         }
     }
@@ -338,14 +359,14 @@ impl Clocks {
     }
 }
 
-/// Of `candidates` (best first), the clock from which the most sources have a confident
+/// Of `candidates` (best first), the clock from which the most other clocks have a confident
 /// estimate: a reference with no pair to the others would correct nothing. Leaves it set in
 /// `est`.
 fn best_reference(est: &mut SkewEstimator, candidates: &[String]) -> Option<String> {
     let mut best: Option<(usize, &String)> = None;
     for c in candidates {
         est.set_reference(c);
-        let n = est.corrections().iter().filter(|c| c.is_some()).count();
+        let n = est.estimates().iter().filter(|(_, e)| e.confident).count();
         if best.is_none_or(|(m, _)| n > m) {
             best = Some((n, c));
         }
@@ -437,19 +458,78 @@ mod tests {
     }
 
     #[test]
-    fn live_correction_stops_waiting_once_every_source_ended() {
+    fn live_correction_waits_for_sources_to_come_until_released() {
         let mut clocks = correcting();
         let mut merger = Merger::new();
         let mut output = Output::new(Vec::new()).expect("output");
         let idx = merger.add_source_at(0);
         clocks.started(idx, "node-a", true);
         assert!(clocks.hold(&mut merger, &mut output), "a source is open");
+        // the first pod's capture ended before the others registered: still waiting
         merger.close(idx);
         clocks.checked = None;
-        assert!(
-            !clocks.hold(&mut merger, &mut output),
-            "nothing more will come"
-        );
+        assert!(clocks.hold(&mut merger, &mut output));
+        // no source can come any more
+        clocks.release(&mut merger, &mut output);
+        assert!(!clocks.hold(&mut merger, &mut output));
+    }
+
+    fn packet(ts: u64) -> Record {
+        Record::Packet(podcap_format::Packet {
+            iface: 0,
+            ts: Some(ts),
+            orig_len: 4,
+            data: vec![0u8; 4].into(),
+            flags: None,
+        })
+    }
+
+    #[test]
+    fn packets_written_uncorrected_are_counted_from_the_opening() {
+        // node-a (lowest name) is the reference at first; node-b and node-c are linked, and
+        // node-b becomes the reference: its packets are not "written uncorrected", node-a's
+        // queued ones are (it never gets an estimate), node-c's none (corrected when opening)
+        let mut clocks = correcting();
+        let mut merger = Merger::new();
+        let mut output = Output::new(Vec::new()).expect("output");
+        for (node, idx) in [("node-a", 0), ("node-b", 1), ("node-c", 2)] {
+            assert_eq!(merger.add_source_at(0), idx);
+            output.add_source(crate::output::SourceLabel {
+                name: format!("pod-{idx}"),
+                origin: format!("shop/pod-{idx}"),
+                node: Some(node.to_string()),
+            });
+            clocks.started(idx, node, true);
+        }
+        for idx in 0..3 {
+            for i in 0..5 {
+                let mut rec = packet(1_700_000_000_000_000_000 + i);
+                clocks.arrived(idx, &mut rec);
+                merger.push_at(idx, rec, 0);
+            }
+        }
+        let tap = clocks.tap.as_ref().map(|(_, e)| e.clone()).expect("tap");
+        exchange(&tap, 1, 2);
+        clocks.first_packet = Some(Instant::now() - SKEW_HOLD);
+        assert!(!clocks.hold(&mut merger, &mut output));
+        assert_eq!(clocks.reference.as_deref(), Some("node-b"));
+        // one more of node-a after the opening: written uncorrected too
+        let mut rec = packet(1_700_000_000_000_000_009);
+        clocks.arrived(0, &mut rec);
+        assert_eq!(clocks.uncorrected, [6, 0, 0]);
+        assert_eq!(clocks.finish().uncorrected, [("node-a".to_string(), 6)]);
+    }
+
+    #[test]
+    fn a_node_with_more_pods_but_no_pairs_is_not_the_reference() {
+        // node-a runs two pods and has no pair with anyone; node-b and node-c are linked
+        let mut clocks = Clocks::new(&ClockConfig::default(), false);
+        clocks.started(0, "node-a", true);
+        clocks.started(1, "node-a", true);
+        clocks.started(2, "node-b", true);
+        clocks.started(3, "node-c", true);
+        exchange(&clocks.written, 2, 3);
+        assert_eq!(clocks.finish().captured.reference(), Some("node-b"));
     }
 
     /// Pairs both ways between sources `a` and `b` (`b`'s clock 40 ms ahead, 5 ms each way),

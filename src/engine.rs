@@ -523,6 +523,9 @@ impl Engine {
                     for idx in 0..self.srcs.len() {
                         self.merger.close(idx);
                     }
+                    if let Some(c) = &mut self.clocks {
+                        c.release(&mut self.merger, &mut self.output);
+                    }
                     if self.srcs.is_empty() {
                         return Ok(());
                     }

@@ -240,7 +240,7 @@ impl Merger {
     /// packets are shifted now, as if they had come so; what it pushes next must come shifted.
     pub fn shift(&mut self, src: usize, delta: i64) {
         let s = &mut self.sources[src];
-        let by = |ts: u64| (ts as i64).saturating_add(delta).max(0) as u64;
+        let by = |ts: u64| ts.saturating_add_signed(delta);
         for (rec, _) in &mut s.queue {
             if let Record::Packet(p) = rec {
                 p.ts = p.ts.map(by);

@@ -86,8 +86,11 @@ pub fn merge_files(inputs: &[Input], mut cfg: EngineConfig) -> io::Result<Report
         if pass.stopped_by.is_some() {
             // Ctrl-C while learning: the user wants to stop, not a merge without the clocks
             pass.files.clear();
+            pass.link = None;
+            pass.clocks = None;
             pass.notes.push(
-                "stopped while learning the clocks (the first pass of --correct-skew):                  nothing was written"
+                "stopped while learning the clocks (the first pass of --correct-skew): nothing \
+                 was written"
                     .to_string(),
             );
             return Ok(pass);
