@@ -9,24 +9,27 @@
 //! 32 sources; then benches/pods_vs_kubectl.sh (NEEDS ROOT, fails otherwise), which starts
 //! the local test cluster with a fake tcpdump that streams a generated file as fast as it can,
 //! and times podcap-merge capturing 8 pods at once against `kubectl attach`/`exec` of one pod
-//! on the same cluster, and measures its peak RSS with 32 pods.
+//! on the same cluster, and measures its peak RSS with 32 pods; then benches/latency.sh
+//! (NEEDS ROOT), the live merge's latency from capture to write and its late packets with
+//! real tcpdumps in network namespaces, prompt and block-delivering (docs/design.md §8).
 //!
 //! The scale and the rest are set through the scripts' environment variables, e.g.
 //! `BENCH_SCALE=small cargo bench --bench merge` for a quick smoke run (8 × 20,000 packets).
 //! Arguments that cargo passes that start with `-` (`--bench`) are ignored; other arguments
 //! are filters: only the scripts whose name contains one of them run
 //! (`cargo bench --bench merge -- live` runs only live_vs_offline.sh, `-- pods` only
-//! pods_vs_kubectl.sh, `-- copies` only copies_vs_mergecap.sh). All scripts run even
+//! pods_vs_kubectl.sh, `-- copies` only copies_vs_mergecap.sh, `-- latency` only latency.sh). All scripts run even
 //! when the first fails; the exit status is the first non-zero one.
 
 use std::path::Path;
 use std::process::{exit, Command};
 
-const SCRIPTS: [&str; 4] = [
+const SCRIPTS: [&str; 5] = [
     "vs_mergecap.sh",
     "copies_vs_mergecap.sh",
     "live_vs_offline.sh",
     "pods_vs_kubectl.sh",
+    "latency.sh",
 ];
 
 fn main() {

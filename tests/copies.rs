@@ -369,6 +369,12 @@ fn local_captures_of_both_ends_linked_deduplicated_and_a_real_loss_still_flagged
     );
     for r in rows {
         let p50 = r["p50_us"].as_f64().unwrap();
+        if r["kind"] == "clock" {
+            // the two commands are two clocks, both this host's: an offset of about nothing,
+            // of either sign
+            assert!(p50.abs() < 1_000.0, "{r}");
+            continue;
+        }
         assert!(
             r["packets"].as_u64().unwrap() > 5 && (0.0..10_000.0).contains(&p50),
             "{r}"
