@@ -1030,3 +1030,67 @@ fn correct_skew_refuses_stdin_and_no_link() {
     let err = refused(&o, "--correct-skew --no-link");
     assert!(err.contains("--no-link"), "{err}");
 }
+
+/// Ctrl-C while `merge --correct-skew` learns the clocks (its first pass, blocked here on a
+/// FIFO whose writer stays open) stops the run: exit 0 as for any merge the user stopped, the
+/// summary says nothing was written, and no output file is made. Before, the second pass
+/// started as if nothing had been asked.
+#[test]
+fn ctrl_c_in_the_first_pass_of_correct_skew_stops_the_merge() {
+    let dir = tmpdir();
+    let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+    write_two_clocks(&a, &b);
+    let fifo = dir.path().join("late.pcap");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let out = dir.path().join("out.pcapng");
+    let mut child = bin()
+        .args(["merge", "--correct-skew", "-w"])
+        .arg(&out)
+        .arg(&a)
+        .arg(&fifo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podcap-merge");
+    // the writer: b's capture header and packets, then nothing (the input stays open)
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO");
+    std::io::Write::write_all(&mut w, &std::fs::read(&b).expect("b")).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let waited = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if waited.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill(); // (a second pass would wait for the FIFO's end forever)
+            let o = child.wait_with_output().expect("wait");
+            panic!(
+                "Ctrl-C in the first pass did not end the run within 10 s:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().expect("wait");
+    drop(w);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stopped by the user (design §7):\n{err}"
+    );
+    assert!(
+        err.contains("stopped while learning the clocks") && err.contains("nothing was written"),
+        "{}\n{err}",
+        o.status
+    );
+    assert!(
+        !err.contains("received before sent") && !err.contains("--correct-skew shifts"),
+        "no clock lines of a pass that was not the merge:\n{err}"
+    );
+    assert!(!out.exists(), "no output file: nothing was merged");
+}
