@@ -474,6 +474,23 @@ mod tests {
         assert!(!clocks.hold(&mut merger, &mut output));
     }
 
+    /// A live `--correct-skew` run with pod-0, pod-1, pod-2 on node-a, node-b, node-c.
+    fn three_pods_on_three_nodes() -> (Clocks, Merger, Output<Vec<u8>>) {
+        let mut clocks = correcting();
+        let mut merger = Merger::new();
+        let mut output = Output::new(Vec::new()).expect("output");
+        for (node, idx) in [("node-a", 0), ("node-b", 1), ("node-c", 2)] {
+            assert_eq!(merger.add_source_at(0), idx);
+            output.add_source(crate::output::SourceLabel {
+                name: format!("pod-{idx}"),
+                origin: format!("shop/pod-{idx}"),
+                node: Some(node.to_string()),
+            });
+            clocks.started(idx, node, true);
+        }
+        (clocks, merger, output)
+    }
+
     fn packet(ts: u64) -> Record {
         Record::Packet(podcap_format::Packet {
             iface: 0,
@@ -489,18 +506,7 @@ mod tests {
         // node-a (lowest name) is the reference at first; node-b and node-c are linked, and
         // node-b becomes the reference: its packets are not "written uncorrected", node-a's
         // queued ones are (it never gets an estimate), node-c's none (corrected when opening)
-        let mut clocks = correcting();
-        let mut merger = Merger::new();
-        let mut output = Output::new(Vec::new()).expect("output");
-        for (node, idx) in [("node-a", 0), ("node-b", 1), ("node-c", 2)] {
-            assert_eq!(merger.add_source_at(0), idx);
-            output.add_source(crate::output::SourceLabel {
-                name: format!("pod-{idx}"),
-                origin: format!("shop/pod-{idx}"),
-                node: Some(node.to_string()),
-            });
-            clocks.started(idx, node, true);
-        }
+        let (mut clocks, mut merger, mut output) = three_pods_on_three_nodes();
         for idx in 0..3 {
             for i in 0..5 {
                 let mut rec = packet(1_700_000_000_000_000_000 + i);
@@ -581,18 +587,7 @@ mod tests {
 
     #[test]
     fn live_correction_chooses_a_connected_reference_before_it_writes() {
-        let mut clocks = correcting();
-        let mut merger = Merger::new();
-        let mut output = Output::new(Vec::new()).expect("output");
-        for (node, idx) in [("node-a", 0), ("node-b", 1), ("node-c", 2)] {
-            assert_eq!(merger.add_source_at(0), idx);
-            output.add_source(crate::output::SourceLabel {
-                name: format!("pod-{idx}"),
-                origin: format!("shop/pod-{idx}"),
-                node: Some(node.to_string()),
-            });
-            clocks.started(idx, node, true);
-        }
+        let (mut clocks, mut merger, mut output) = three_pods_on_three_nodes();
         assert_eq!(clocks.reference.as_deref(), Some("node-a"));
         let tap = clocks.tap.as_ref().map(|(_, e)| e.clone()).expect("tap");
         exchange(&tap, 1, 2);
