@@ -473,8 +473,7 @@ impl Engine {
             if held {
                 self.lend_budget();
                 wait = Some(Duration::from_millis(50));
-            }
-            if !held {
+            } else {
                 loop {
                     match self.merger.step_at(now) {
                         Next::Record(idx, rec) => {

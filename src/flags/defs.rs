@@ -246,9 +246,8 @@ pub struct LinkArgs {
     pub no_link: bool,
     /// Shift each node's timestamps by its clock's offset from a reference node (the lowest
     /// named one with pairs to the others), estimated from the copies of packets sent between
-    /// them (live: the output waits up to 5 s for a
-    /// confident estimate; files: a first pass over them). Without it the offsets are only
-    /// reported.
+    /// them (live: the output waits up to 5 s for a confident estimate; files: a first pass
+    /// over them). Without it the offsets are only reported.
     #[arg(long = "correct-skew", conflicts_with = "no_link")]
     pub correct_skew: bool,
 }

@@ -106,8 +106,7 @@ fn merge(args: MergeArgs) -> Result<Run, StartError> {
         return Err(StartError::Usage(msg::CORRECT_SKEW_STDIN.into()));
     }
     let mut engine = engine_config(&args.out)?;
-    engine.link = link_config(&args.link)?;
-    engine.clocks.correct = args.link.correct_skew;
+    set_link(&mut engine, &args.link)?;
     refuse_overwriting_an_input(&args.out.write, &args.files)?;
     let mut names = args.names.into_iter();
     let inputs = args
@@ -150,8 +149,7 @@ fn local(args: LiveArgs) -> Result<Run, StartError> {
     }
     let mut engine = engine_config(&args.out)?;
     engine.window = Some(live_window(&args)?);
-    engine.link = link_config(&args.link)?;
-    engine.clocks.correct = args.link.correct_skew;
+    set_link(&mut engine, &args.link)?;
     Ok(Run::Local {
         engine,
         quiet: args.out.quiet,
@@ -186,8 +184,7 @@ fn pods(args: LiveArgs) -> Result<Run, StartError> {
     if let Some(words) = looks_like_a_filter(&p.targets) {
         return Err(msg::targets_look_like_a_filter(&words).into());
     }
-    engine.link = link_config(&args.link)?;
-    engine.clocks.correct = args.link.correct_skew;
+    set_link(&mut engine, &args.link)?;
     let c = p.capture;
     let k = p.container;
     let filter = match (c.filter_option, c.filter) {
@@ -352,9 +349,13 @@ fn engine_config(o: &OutputArgs) -> Result<EngineConfig, StartError> {
 }
 
 /// `--dedup`, `--latency-report FILE`, `--no-link`.
-fn link_config(a: &LinkArgs) -> Result<Option<crate::link::LinkConfig>, StartError> {
+/// Packet identity (`--no-link`, `--dedup`, `--latency-report`) and the clocks it measures
+/// (`--correct-skew`), as every kind of run takes them.
+fn set_link(engine: &mut EngineConfig, a: &LinkArgs) -> Result<(), StartError> {
+    engine.clocks.correct = a.correct_skew;
     if a.no_link {
-        return Ok(None);
+        engine.link = None;
+        return Ok(());
     }
     if let Some(path) = &a.latency_report {
         podcap_identity::report::ReportFormat::of(path)?;
@@ -364,7 +365,8 @@ fn link_config(a: &LinkArgs) -> Result<Option<crate::link::LinkConfig>, StartErr
         ..Default::default()
     };
     cfg.options.dedup = a.dedup;
-    Ok(Some(cfg))
+    engine.link = Some(cfg);
+    Ok(())
 }
 
 fn count(v: &str) -> Option<u64> {
