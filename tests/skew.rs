@@ -279,42 +279,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 // The test cluster
 // ---------------------------------------------------------------------------------------------
 
-/// `pod name → node name` of the demo pods.
-fn nodes_of(s: &Server) -> BTreeMap<String, String> {
-    s.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut w = l.split_whitespace();
-        Some((w.next()?.to_string(), w.next()?.to_string()))
-    })
-    .collect()
-}
-
-/// `pod IP → node name` of the demo pods.
-fn node_of_ips(s: &Server) -> BTreeMap<String, String> {
-    s.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={range .items[*]}{.status.podIP} {.spec.nodeName}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut w = l.split_whitespace();
-        Some((w.next()?.to_string(), w.next()?.to_string()))
-    })
-    .collect()
-}
-
 /// The pod an interface name (`shop/POD/any`) captures.
 fn pod_of_iface(iface: &str) -> &str {
     iface
@@ -449,8 +413,8 @@ fn cluster_skew_is_estimated_and_reversed_pairs_are_reported() {
     tools();
     let t0 = Instant::now();
     let s = skewed_cluster();
-    let pod_node = nodes_of(&s);
-    let ip_node = node_of_ips(&s);
+    let pod_node = s.node_by(".metadata.name");
+    let ip_node = s.node_by(".status.podIP");
     let dir = tmpdir();
     let out = dir.path().join("skewed.pcapng");
     let err = capture(&s, &out, &[]);
@@ -520,8 +484,8 @@ fn cluster_skew_corrected_leaves_no_pair_received_before_sent() {
     tools();
     let t0 = Instant::now();
     let s = skewed_cluster();
-    let pod_node = nodes_of(&s);
-    let ip_node = node_of_ips(&s);
+    let pod_node = s.node_by(".metadata.name");
+    let ip_node = s.node_by(".status.podIP");
     let dir = tmpdir();
     let out = dir.path().join("corrected.pcapng");
     let err = capture(&s, &out, &["--correct-skew"]);

@@ -24,22 +24,6 @@ fn assert_root() {
     );
 }
 
-/// `pod name → node name` of the demo pods.
-fn nodes_of(s: &Server) -> BTreeMap<String, String> {
-    s.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter_map(|l| l.split_once(' '))
-    .map(|(p, n)| (p.to_string(), n.to_string()))
-    .collect()
-}
-
 fn pod_ip(s: &Server, pod: &str) -> String {
     s.ok(&[
         "get",
@@ -196,7 +180,7 @@ fn demo_traffic_crosses_nodes() {
     assert_root();
     have_kubectl();
     let s = Server::start(3, &["--nodes", "2"]);
-    let nodes = nodes_of(&s);
+    let nodes = s.node_by(".metadata.name");
     let on2 = nodes
         .iter()
         .find(|(_, n)| *n == "node-2")
@@ -385,7 +369,7 @@ fn clock_offset_and_node_latency_as_podcap_merge_sees_them() {
             "node-2=-40ms",
         ],
     );
-    let nodes = nodes_of(&s);
+    let nodes = s.node_by(".metadata.name");
     let dir = tmpdir();
     let out = dir.path().join("nodes.pcapng");
     let run = s
@@ -402,10 +386,7 @@ fn clock_offset_and_node_latency_as_podcap_merge_sees_them() {
         nodes[pod].clone()
     };
     let reqs = echo_requests(&out);
-    let node_of_ip: BTreeMap<String, String> = nodes
-        .iter()
-        .map(|(p, n)| (pod_ip(&s, p), n.clone()))
-        .collect();
+    let node_of_ip = s.node_by(".status.podIP");
     // Each echo request between the two pods is captured by both: as sent and as received.
     // (src, ident, seq) → (time sent, time received)
     type Seen = (Option<i128>, Option<i128>);

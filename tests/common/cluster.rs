@@ -202,6 +202,20 @@ impl Server {
             .map(|l| l.trim_start_matches("pod/").to_string())
             .collect()
     }
+
+    /// The node of each pod in namespace shop, keyed by a field of the pod (`.metadata.name`,
+    /// `.status.podIP`).
+    pub fn node_by(&self, key: &str) -> std::collections::BTreeMap<String, String> {
+        let jsonpath =
+            format!("jsonpath={{range .items[*]}}{{{key}}} {{.spec.nodeName}}{{\"\\n\"}}{{end}}");
+        self.ok(&["get", "pods", "-n", "shop", "-o", &jsonpath])
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect()
+    }
 }
 
 fn is_tcpdump(cmd: &str) -> bool {
