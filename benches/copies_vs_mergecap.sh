@@ -33,14 +33,7 @@ for tool in python3 mergecap capinfos tshark; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
 
-if [[ -n "${PODCAP_BIN:-}" ]]; then
-    bin="$PODCAP_BIN"
-else
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet --bin podcap-merge
-    bin="$root/target/release/podcap-merge"
-fi
-[[ -x "$bin" ]] || { echo "not executable: $bin" >&2; exit 2; }
+source "$here/podcap_bin.sh"
 
 total=$((8 * per_file))
 need=$((total * 1100 * 2 + 100 * 1024 * 1024))

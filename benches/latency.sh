@@ -49,14 +49,7 @@ dur="${BENCH_DURATION:-15}"
     echo "BENCH_DURATION must be a number of seconds, at least 3 (the first 2 s are exempt)" >&2; exit 2; }
 
 # --- the binary ---------------------------------------------------------------------------
-if [[ -n "${PODCAP_BIN:-}" ]]; then
-    bin="$PODCAP_BIN"
-else
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet --bin podcap-merge
-    bin="$root/target/release/podcap-merge"
-fi
-[[ -x "$bin" ]] || { echo "not executable: $bin" >&2; exit 2; }
+source "$here/podcap_bin.sh"
 
 echo "== measuring (podcap-merge: $bin)" >&2
 echo "machine: $(nproc) cores, $(uname -r); $(tcpdump --version 2>&1 | head -1), $(tcpdump --version 2>&1 | sed -n 2p)"

@@ -57,14 +57,7 @@ for tool in python3 mergecap capinfos; do
 done
 
 # --- the binary ---------------------------------------------------------------------------
-if [[ -n "${PODCAP_BIN:-}" ]]; then
-    bin="$PODCAP_BIN"
-else
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet --bin podcap-merge
-    bin="$root/target/release/podcap-merge"
-fi
-[[ -x "$bin" ]] || { echo "not executable: $bin" >&2; exit 2; }
+source "$here/podcap_bin.sh"
 
 # --- inputs (as vs_mergecap.sh: ~724 B/packet; plus one live output for the check) ----------
 # Sets `manifest` to DIR/FILESxPACKETS/manifest.json, generating the inputs when absent.

@@ -42,14 +42,7 @@ for tool in python3 mergecap capinfos; do
 done
 
 # --- the binary ---------------------------------------------------------------------------
-if [[ -n "${PODCAP_BIN:-}" ]]; then
-    bin="$PODCAP_BIN"
-else
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet --bin podcap-merge
-    bin="$root/target/release/podcap-merge"
-fi
-[[ -x "$bin" ]] || { echo "not executable: $bin" >&2; exit 2; }
+source "$here/podcap_bin.sh"
 
 # --- disk space: inputs (~724 B/packet) plus two merged outputs for the check (~1.05x each) -
 need=$((total * 724 * 32 / 10 + 100 * 1024 * 1024))
