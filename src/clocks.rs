@@ -147,11 +147,10 @@ impl Clocks {
         // run); without cluster nodes, the first source's clock. Before the corrections are
         // applied (and at the end of a run that applies none) it moves to the best connected
         // clock ([`best_reference`]).
-        let reference_is_node = self.reference.is_some() && self.cluster.iter().any(|c| *c);
         let choose = !(self.tap.is_some() && self.open)
             && match &self.reference {
                 None => true,
-                Some(r) => is_node && (!reference_is_node || node < r.as_str()),
+                Some(r) => is_node && (!self.is_cluster_node(r) || node < r.as_str()),
             };
         if choose {
             self.reference = Some(node.to_string());
@@ -200,6 +199,14 @@ impl Clocks {
                 None => {}
             }
         }
+    }
+
+    /// Whether `clock` is a cluster node's (not a command's or a file's own).
+    fn is_cluster_node(&self, clock: &str) -> bool {
+        self.nodes
+            .iter()
+            .zip(&self.cluster)
+            .any(|(n, c)| *c && n == clock)
     }
 
     fn is_reference(&self, idx: usize) -> bool {
